@@ -1,0 +1,97 @@
+"""Turning word lists into padded token batches, with word alignment and truncation.
+
+Truncation policy (declared, recorded in every result): an input whose encoding exceeds
+``max_length`` tokens loses whole words from the end of its longest segment until it fits.
+Dropped words are invisible to the explainer and to the metrics; the number of inputs
+touched is counted.  Tasks whose gold annotations refer to words are responsible for
+building inputs that keep those words (see ``tasks.planted_sst``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from harness.protocols import Segments
+
+TRUNCATION_POLICY = "drop-trailing-words-of-longest-segment"
+
+
+@dataclass
+class Encoded:
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    token_type_ids: torch.Tensor | None
+    special_tokens_mask: torch.Tensor
+    word_ids: list[list[int | None]]
+    segments: list[Segments]
+    truncated: list[bool]
+
+
+def _n_tokens(tokenizer, segments: Segments) -> int:
+    args = [list(s) for s in segments]
+    enc = tokenizer(*args, is_split_into_words=True, add_special_tokens=True, truncation=False)
+    return len(enc["input_ids"])
+
+
+def fit_segments(tokenizer, segments: Segments, max_length: int) -> tuple[Segments, bool]:
+    """Apply the truncation policy to one input; returns the (possibly shorter) segments."""
+    segs = [list(s) for s in segments]
+    truncated = False
+    while _n_tokens(tokenizer, tuple(tuple(s) for s in segs)) > max_length:
+        longest = max(range(len(segs)), key=lambda k: len(segs[k]))
+        if len(segs[longest]) <= 1:
+            raise ValueError(f"input cannot be truncated to {max_length} tokens: {segments!r}")
+        segs[longest].pop()
+        truncated = True
+    return tuple(tuple(s) for s in segs), truncated
+
+
+def encode(tokenizer, batch_segments: list[Segments], max_length: int, device=None) -> Encoded:
+    """Encode B inputs (1 or 2 segments each, all with the same count) into a padded batch."""
+    if not batch_segments:
+        raise ValueError("cannot encode an empty batch")
+    n_seg = len(batch_segments[0])
+    if any(len(s) != n_seg for s in batch_segments):
+        raise ValueError("all inputs of a batch must have the same number of segments")
+    if n_seg not in (1, 2):
+        raise ValueError(f"inputs must have 1 or 2 segments, got {n_seg}")
+    fitted, truncated = [], []
+    for segs in batch_segments:
+        f, t = fit_segments(tokenizer, segs, max_length)
+        fitted.append(f)
+        truncated.append(t)
+    args = [[list(s[k]) for s in fitted] for k in range(n_seg)]
+    enc = tokenizer(
+        *args,
+        is_split_into_words=True,
+        padding=True,
+        truncation=False,
+        return_tensors="pt",
+        return_special_tokens_mask=True,
+        return_token_type_ids=True,
+    )
+    word_ids: list[list[int | None]] = []
+    for i, segs in enumerate(fitted):
+        offsets = [0]
+        for s in segs[:-1]:
+            offsets.append(offsets[-1] + len(s))
+        wids = enc.word_ids(i)
+        seqs = enc.sequence_ids(i)
+        row: list[int | None] = []
+        for w, sq in zip(wids, seqs):
+            row.append(None if w is None or sq is None else offsets[sq] + w)
+        word_ids.append(row)
+    special = enc["special_tokens_mask"].bool() | (enc["attention_mask"] == 0)
+    tt = enc.get("token_type_ids")
+    dev = device or torch.device("cpu")
+    return Encoded(
+        input_ids=enc["input_ids"].to(dev),
+        attention_mask=enc["attention_mask"].to(dev),
+        token_type_ids=tt.to(dev) if tt is not None else None,
+        special_tokens_mask=special.to(dev),
+        word_ids=word_ids,
+        segments=fitted,
+        truncated=truncated,
+    )

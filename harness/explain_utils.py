@@ -1,0 +1,45 @@
+"""Helpers for writing explainers (used by the built-in baselines; free for submissions)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Sequence
+
+import numpy as np
+
+from harness.protocols import ExplainBatch, Segments
+
+
+def example_seed(batch: ExplainBatch, i: int) -> int:
+    """A seed that depends only on (batch.seed, example i's words): batch-composition invariant."""
+    h = hashlib.sha256(repr((batch.seed, batch.segments[i])).encode()).digest()
+    return int.from_bytes(h[:4], "little")
+
+
+def example_rng(batch: ExplainBatch, i: int) -> np.random.Generator:
+    return np.random.default_rng(example_seed(batch, i))
+
+
+def keep_words(segments: Segments, keep: Sequence[bool]) -> Segments:
+    """Drop the words whose ``keep`` flag is False (flags run over all segments' words)."""
+    out, k = [], 0
+    for seg in segments:
+        out.append(tuple(w for j, w in enumerate(seg) if keep[k + j]))
+        k += len(seg)
+    return tuple(out)
+
+
+def replace_words(segments: Segments, replace: Sequence[bool], token: str) -> Segments:
+    """Replace the flagged words by ``token`` (e.g. the tokenizer's [MASK] or [UNK])."""
+    out, k = [], 0
+    for seg in segments:
+        out.append(tuple(token if replace[k + j] else w for j, w in enumerate(seg)))
+        k += len(seg)
+    return tuple(out)
+
+
+def zero_specials(scores: np.ndarray, batch: ExplainBatch) -> np.ndarray:
+    """Set special and padding positions of a (B, T) map to exactly 0."""
+    scores = np.array(scores, dtype=np.float64)
+    scores[batch.special_tokens_mask.cpu().numpy()] = 0.0
+    return scores

@@ -1,0 +1,137 @@
+"""The on-disk result record: one JSON file per (submission, task, model), schema-validated.
+
+Every model forbids extra fields, so a typo or a tampered file fails to load.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from harness import RESULT_SCHEMA_VERSION
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MetricScore(_Strict):
+    value: float
+    ci_low: float
+    ci_high: float
+    higher_is_better: bool
+    family: str
+    n: int
+
+
+class SubmissionInfo(_Strict):
+    name: str
+    version: str
+    params: dict[str, Any]
+    code_hash: str
+    level: Optional[Literal["token", "word"]] = None
+
+
+class TaskInfo(_Strict):
+    name: str
+    version: str
+    spec_hash: str
+    main_metric: str
+    n_examples: int
+    data_hash: str
+    data_source: str
+
+
+class ModelInfo(_Strict):
+    name: str
+    description: str
+    recipe_hash: str
+    model_hash: str
+    dev_accuracy: float
+
+
+class Timing(_Strict):
+    total_s: float
+    per_example_p50_s: float
+    per_example_p95_s: float
+    per_example_mean_s: float
+    device: str
+    cuda_synchronized: bool
+    cached_chunks: int = 0
+
+
+class Cost(_Strict):
+    forward_passes: int
+    backward_passes: int
+    mlm_calls: int
+    forward_per_example: float
+    backward_per_example: float
+    mlm_per_example: float
+
+
+class Memory(_Strict):
+    peak_rss_mb: float
+    peak_cuda_mb: Optional[float] = None
+
+
+class Truncation(_Strict):
+    policy: str
+    max_length: int
+    n_inputs: int
+    n_truncated: int
+
+
+class ErrorInfo(_Strict):
+    type: str
+    message: str
+    stage: Literal["load", "explain", "validate-output", "metric"]
+    traceback: str = ""
+
+
+class Provenance(_Strict):
+    harness_version: str
+    git_sha: Optional[str]
+    git_dirty: Optional[bool]
+    packages: dict[str, str]
+    python: str
+    platform: str
+    hardware: dict[str, Any]
+    seeds: dict[str, int]
+    created_at: str
+
+
+class ResultRecord(_Strict):
+    schema_version: Literal["1"] = RESULT_SCHEMA_VERSION
+    status: Literal["ok", "error"]
+    submission: SubmissionInfo
+    task: TaskInfo
+    model: ModelInfo
+    aggregation: str
+    main_metric: str
+    scores: dict[str, MetricScore] = Field(default_factory=dict)
+    per_example: dict[str, list[float]] = Field(default_factory=dict)
+    example_ids: list[str] = Field(default_factory=list)
+    diagnostics: dict[str, float] = Field(default_factory=dict)
+    timing: Optional[Timing] = None
+    cost: Optional[Cost] = None
+    memory: Optional[Memory] = None
+    truncation: Optional[Truncation] = None
+    error: Optional[ErrorInfo] = None
+    provenance: Provenance
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.model_dump(mode="json"), indent=1, sort_keys=True) + "\n")
+        tmp.replace(path)
+
+    @classmethod
+    def read(cls, path: Path) -> "ResultRecord":
+        return cls.model_validate_json(Path(path).read_text())
+
+
+def json_schema() -> dict:
+    return ResultRecord.model_json_schema()

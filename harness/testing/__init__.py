@@ -1,0 +1,62 @@
+"""Tiny offline fixtures shipped with the package: a word tokenizer, a tiny BERT, tiny inputs.
+
+Method authors use these to smoke-test a submission without any download::
+
+    from harness.testing import tiny_bundle, tiny_batch
+    bundle = tiny_bundle()
+    attributions = MyExplainer().explain(bundle, tiny_batch(bundle))
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from harness.protocols import Segments
+
+TINY_SENTENCES: list[Segments] = [
+    (("the", "film", "was", "good", "positive"),),
+    (("a", "dull", "and", "tedious", "plot", "negative"),),
+    (("great", "acting"),),
+    (("the", "story", "never", "finds", "its", "footing", "but", "the", "cast", "is", "warm", "positive"),),
+    (("boring", "negative"),),
+    (("an", "unseen", "word", "here"),),
+]
+TINY_PAIRS: list[Segments] = [
+    (("a", "man", "plays", "guitar"), ("a", "person", "plays", "music")),
+    (("the", "dog", "sleeps"), ("the", "dog", "runs", "fast")),
+    (("two", "kids", "play", "outside", "in", "the", "park"), ("kids", "are", "indoors")),
+]
+_VOCAB_EXCLUDE = {"unseen"}  # exercises the [UNK] path
+
+
+def tiny_vocab() -> list[str]:
+    words = {w for segs in TINY_SENTENCES + TINY_PAIRS for s in segs for w in s}
+    return sorted(words - _VOCAB_EXCLUDE)
+
+
+@lru_cache(maxsize=4)
+def _tiny_model_state(seed: int, num_labels: int):
+    from harness.models import ModelRecipe, build_word_tokenizer, tiny_bert
+
+    recipe = ModelRecipe(hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=32, max_position_embeddings=64, max_length=64, seed=seed)
+    tok = build_word_tokenizer(tiny_vocab(), recipe.max_length)
+    model = tiny_bert(len(tok), num_labels, recipe)
+    model.eval()
+    return tok, model.state_dict(), model.config
+
+
+def tiny_bundle(seed: int = 0, num_labels: int = 2):
+    """A freshly built (untrained, seeded) tiny BERT bundle; a new model object per call."""
+    from transformers import BertForSequenceClassification
+
+    from harness.bundle import ModelBundle
+
+    tok, state, config = _tiny_model_state(seed, num_labels)
+    model = BertForSequenceClassification(config)
+    model.load_state_dict(state)
+    return ModelBundle(model, tok, f"tiny-test-bert-s{seed}", num_labels, max_length=64)
+
+
+def tiny_batch(bundle, pairs: bool = False, seed: int = 0):
+    return bundle.make_batch(TINY_PAIRS if pairs else TINY_SENTENCES, seed=seed)

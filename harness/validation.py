@@ -1,0 +1,133 @@
+"""The conformance suite every submission must pass (``attriboard validate``).
+
+Runs the explainer on a tiny in-memory task (:mod:`harness.testing`) and checks: it can be
+built from its metadata; correct shape; finite values; zero on special tokens; sentence
+pairs work; deterministic under a seed; invariant to batch composition; leaves the model
+unchanged; within a time budget.  Each violation has its own message.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from harness.outputs import OutputError, check_attributions, word_maps
+from harness.submission import Submission
+
+DEFAULT_TIME_BUDGET_S = 120.0
+BATCH_ATOL = 1e-4
+BATCH_RTOL = 1e-3
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    message: str = ""
+
+
+@dataclass
+class ValidationReport:
+    submission: str
+    checks: list[Check] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+    def render(self) -> str:
+        lines = [f"validate {self.submission}: {'PASS' if self.passed else 'FAIL'} ({self.seconds:.1f}s)"]
+        for c in self.checks:
+            lines.append(f"  [{'ok' if c.passed else 'FAIL'}] {c.name}" + (f": {c.message}" if c.message else ""))
+        return "\n".join(lines)
+
+
+def _maps(explainer, bundle, batch):
+    attr = explainer.explain(bundle, batch)
+    raw = check_attributions(attr, batch)
+    return word_maps(attr, raw, batch, "absmax")
+
+
+def _params_snapshot(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def validate(sub: Submission, time_budget_s: float = DEFAULT_TIME_BUDGET_S, seed: int = 0) -> ValidationReport:
+    from harness.testing import TINY_PAIRS, TINY_SENTENCES, tiny_bundle
+
+    report = ValidationReport(sub.name)
+    t0 = time.perf_counter()
+
+    def add(name, ok, msg=""):
+        report.checks.append(Check(name, ok, msg))
+        return ok
+
+    try:
+        explainer = sub.instantiate()
+    except Exception as e:  # reported, not hidden: the report fails
+        add("construct", False, f"{type(e).__name__}: {e}")
+        report.seconds = time.perf_counter() - t0
+        return report
+    add("construct", True)
+
+    bundle = tiny_bundle()
+    before = _params_snapshot(bundle.model)
+    batch = bundle.make_batch(TINY_SENTENCES, seed=seed)
+    try:
+        first = _maps(explainer, bundle, batch)
+        add("output (shape, finite, zero on specials)", True)
+    except OutputError as e:
+        add("output (shape, finite, zero on specials)", False, str(e))
+        report.seconds = time.perf_counter() - t0
+        return report
+    except Exception as e:
+        add("output (shape, finite, zero on specials)", False, f"explain() raised {type(e).__name__}: {e}")
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    try:
+        pair_batch = bundle.make_batch(TINY_PAIRS, seed=seed)
+        _maps(explainer, bundle, pair_batch)
+        add("sentence pairs", True)
+    except Exception as e:
+        add("sentence pairs", False, f"{type(e).__name__}: {e}")
+
+    try:
+        again = _maps(sub.instantiate(), bundle, bundle.make_batch(TINY_SENTENCES, seed=seed))
+        diffs = [float(np.abs(a - b).max()) for a, b in zip(first, again)]
+        worst = max(diffs)
+        add("deterministic under a seed", worst <= 1e-6,
+            "" if worst <= 1e-6 else f"two runs with seed {seed} differ by up to {worst:.3g} (example {int(np.argmax(diffs))})")
+    except Exception as e:
+        add("deterministic under a seed", False, f"{type(e).__name__}: {e}")
+
+    try:
+        order = list(reversed(range(len(TINY_SENTENCES))))
+        rev = _maps(explainer, bundle, bundle.make_batch([TINY_SENTENCES[i] for i in order], seed=seed))
+        singles = [_maps(explainer, bundle, bundle.make_batch([TINY_SENTENCES[i]], seed=seed))[0]
+                   for i in range(len(TINY_SENTENCES))]
+        problems = []
+        for i in range(len(TINY_SENTENCES)):
+            for label, other in (("alone", singles[i]), ("in reversed batch", rev[order.index(i)])):
+                if not np.allclose(first[i], other, atol=BATCH_ATOL, rtol=BATCH_RTOL):
+                    problems.append(f"example {i} {label} differs by {float(np.abs(first[i] - other).max()):.3g}")
+        add("invariant to batch composition", not problems, "; ".join(problems[:3]))
+    except Exception as e:
+        add("invariant to batch composition", False, f"{type(e).__name__}: {e}")
+
+    after = bundle.model.state_dict()
+    changed = [k for k, v in before.items() if not np.array_equal(v.numpy(), after[k].detach().numpy())]
+    ok = not changed and not bundle.model.training
+    add("model left unchanged", ok,
+        "" if ok else (f"parameters changed: {changed[:3]}" if changed else "model left in training mode"))
+
+    report.seconds = time.perf_counter() - t0
+    add("time budget", report.seconds <= time_budget_s,
+        f"{report.seconds:.1f}s" + ("" if report.seconds <= time_budget_s else f" > budget {time_budget_s:.0f}s"))
+    return report
