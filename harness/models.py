@@ -56,6 +56,40 @@ class ModelRecipe(BaseModel):
     def hash(self) -> str:
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
 
+    @property
+    def label(self) -> str:
+        """Short model name used on the leaderboard and in result paths."""
+        if self.kind == "hf":
+            return self.hf_name.rstrip("/").split("/")[-1]
+        return "minilm-l6" if self.kind == "minilm" else "tiny-bert"
+
+
+MODEL_PRESETS: dict[str, dict] = {
+    "tiny-bert": {},
+    "minilm": {"kind": "minilm", "epochs": 1, "lr": 5e-5, "batch_size": 32},
+    "bert-base-uncased": {"kind": "hf", "hf_name": "bert-base-uncased", "epochs": 1, "lr": 2e-5, "batch_size": 32},
+}
+
+
+def recipe_from(value: "ModelRecipe | dict | str | None") -> ModelRecipe:
+    """A recipe from a preset name (``tiny-bert``, ``minilm``, ``bert-base-uncased``,
+    ``hf:<name or path>``), a dict of fields, or a recipe."""
+    if value is None:
+        return ModelRecipe()
+    if isinstance(value, ModelRecipe):
+        return value
+    if isinstance(value, dict):
+        return ModelRecipe.model_validate(value)
+    if value.startswith("hf:"):
+        return ModelRecipe(**{**MODEL_PRESETS["bert-base-uncased"], "hf_name": value[3:]})
+    if value not in MODEL_PRESETS:
+        import difflib
+
+        close = difflib.get_close_matches(value, list(MODEL_PRESETS), n=2)
+        raise ValueError(f"unknown model preset {value!r}" + (f"; did you mean {close}?" if close else "")
+                         + f" (presets: {', '.join(MODEL_PRESETS)}, or hf:<name>)")
+    return ModelRecipe(**MODEL_PRESETS[value])
+
 
 def build_word_tokenizer(vocab: Sequence[str], model_max_length: int = 128):
     """A BERT-style tokenizer over a fixed word vocabulary (lower-cased, one token per word)."""
@@ -174,7 +208,7 @@ def train_reference_model(recipe: ModelRecipe, train: Sequence[tuple[Segments, i
         log.info("training reference model %s: %s on %d examples", key, description, len(train))
         t0 = time.perf_counter()
         _fine_tune(model, tokenizer, recipe, train)
-        bundle = ModelBundle(model, tokenizer, name, num_labels, recipe.max_length)
+        bundle = ModelBundle(model, tokenizer, recipe.label, num_labels, recipe.max_length)
         acc = _accuracy(bundle, dev)
         bundle._hook.remove()
         path.mkdir(parents=True, exist_ok=True)
@@ -185,7 +219,7 @@ def train_reference_model(recipe: ModelRecipe, train: Sequence[tuple[Segments, i
         meta_file.write_text(json.dumps(meta, indent=1, sort_keys=True))
         log.info("trained in %.1fs, dev accuracy %.4f", meta["train_seconds"], acc)
     model.eval()
-    bundle = ModelBundle(model, tokenizer, name, num_labels, recipe.max_length)
+    bundle = ModelBundle(model, tokenizer, recipe.label, num_labels, recipe.max_length)
     acc = float(meta["dev_accuracy"])
     if acc < recipe.min_dev_accuracy:
         raise ModelNotReadyError(
@@ -210,7 +244,7 @@ def _fine_tune(model, tokenizer, recipe: ModelRecipe, train: Sequence[tuple[Segm
     model.train()
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=steps, desc="train reference model", leave=False)
+    bar = tqdm(total=steps, desc="train reference model", leave=False, disable=None, mininterval=1.0)
     for _ in range(recipe.epochs):
         order = torch.randperm(len(train), generator=gen).tolist()
         for start in range(0, len(order), recipe.batch_size):
@@ -226,6 +260,5 @@ def _fine_tune(model, tokenizer, recipe: ModelRecipe, train: Sequence[tuple[Segm
             opt.step()
             sched.step()
             bar.update(1)
-            bar.set_postfix(loss=float(loss))
     bar.close()
     model.eval()

@@ -106,6 +106,7 @@ class Provenance(_Strict):
 class ResultRecord(_Strict):
     schema_version: Literal["1"] = RESULT_SCHEMA_VERSION
     status: Literal["ok", "error"]
+    run_key: str
     submission: SubmissionInfo
     task: TaskInfo
     model: ModelInfo

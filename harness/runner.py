@@ -1,0 +1,296 @@
+"""The runner: the grid of submissions x tasks (x reference model), timed, cached, resumable.
+
+For each task it prepares the data, trains or loads the reference model (refusing one that
+did not learn the task), fixes the target class of every example (the model's
+prediction), then runs every submission in chunks.  Each finished chunk's raw attributions,
+timing and call counts are cached under a content hash (model, data, explainer code and
+version, parameters, seed), so an interrupted run resumes where it stopped and a finished
+(submission, task) whose inputs did not change is not redone.  A submission that raises
+or returns garbage gets an error record; the grid goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from harness import __version__
+from harness.encoding import TRUNCATION_POLICY
+from harness.memory import PeakMemory
+from harness.metrics import get_metric
+from harness.models import ReferenceModel, train_reference_model
+from harness.outputs import OutputError, check_attributions, check_extras, word_maps
+from harness.protocols import Attributions, MetricInputs
+from harness.provenance import REPO_ROOT, provenance
+from harness.records import (Cost, ErrorInfo, Memory, MetricScore, ModelInfo, ResultRecord,
+                             SubmissionInfo, TaskInfo, Timing, Truncation)
+from harness.stats import bootstrap_ci, percentile
+from harness.submission import Submission
+from harness.task import PreparedTask, Task
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RESULTS_DIR = REPO_ROOT / "leaderboard" / "results"
+DEFAULT_CACHE_DIR = REPO_ROOT / ".attriboard"
+
+
+@dataclass
+class RunConfig:
+    results_dir: Path = DEFAULT_RESULTS_DIR
+    cache_dir: Path = DEFAULT_CACHE_DIR
+    seed: int = 0
+    aggregation: str = "absmax"
+    batch_size: int = 16
+    force: bool = False
+    device: str = "auto"
+
+
+@dataclass
+class TaskContext:
+    task: Task
+    data: PreparedTask
+    ref: ReferenceModel
+    targets: list[int]
+    truncated: list[bool]
+
+
+@dataclass
+class RunSummary:
+    written: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    task_failures: dict[str, str] = field(default_factory=dict)
+
+
+def _h(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def device_label(device) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return "cpu"
+
+
+def prepare_task(task: Task, config: RunConfig) -> TaskContext:
+    data = task.prepare()
+    ref = train_reference_model(task.spec.model, data.train, data.dev, task.spec.num_labels,
+                                config.cache_dir, task.spec.name)
+    bundle = ref.bundle
+    dev = _device(config.device)
+    bundle.model.to(dev)
+    bundle.device = dev
+    segs = [e.segments for e in data.examples]
+    probs = bundle.proba_of_segments(segs)
+    targets = probs.argmax(-1).astype(int).tolist()
+    from harness.encoding import fit_segments
+
+    truncated = [fit_segments(bundle.tokenizer, s, bundle.max_length)[1] for s in segs]
+    return TaskContext(task, data, ref, targets, truncated)
+
+
+def run_key(sub: Submission, ctx: TaskContext, config: RunConfig) -> str:
+    return _h({
+        "harness": __version__, "submission": sub.name, "version": sub.meta.version,
+        "code": sub.code_hash, "params": sub.params, "task": ctx.task.spec.hash(),
+        "data": ctx.data.data_hash, "model": ctx.ref.model_hash, "seed": config.seed,
+        "aggregation": config.aggregation, "batch_size": config.batch_size,
+    })
+
+
+def result_path(config: RunConfig, ctx: TaskContext, sub: Submission) -> Path:
+    return Path(config.results_dir) / ctx.task.spec.name / ctx.ref.bundle.name / f"{sub.name}.json"
+
+
+class _Failure(Exception):
+    def __init__(self, stage: str, exc: BaseException, tb: str = ""):
+        super().__init__(str(exc))
+        self.stage, self.exc, self.tb = stage, exc, tb
+
+
+def _explain_chunks(sub: Submission, ctx: TaskContext, config: RunConfig, key: str):
+    """Run (or load from cache) every chunk; returns per-example raw maps and chunk records."""
+    import torch
+    from tqdm.auto import tqdm
+
+    bundle = ctx.ref.bundle
+    cache = Path(config.cache_dir) / "attributions" / sub.name
+    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        explainer = sub.instantiate()
+    except Exception as e:
+        raise _Failure("load", e, traceback.format_exc()) from e
+    examples = ctx.data.examples
+    chunks = []
+    n_chunks = (len(examples) + config.batch_size - 1) // config.batch_size
+    bar = tqdm(range(n_chunks), desc=f"{sub.name} on {ctx.task.spec.name}", disable=None, mininterval=1.0)
+    for c in bar:
+        lo, hi = c * config.batch_size, min(len(examples), (c + 1) * config.batch_size)
+        ckey = _h({"run": key, "ids": [e.id for e in examples[lo:hi]], "segments": [e.segments for e in examples[lo:hi]]})
+        cfile = cache / f"{ckey}.json"
+        if cfile.exists() and not config.force:
+            rec = json.loads(cfile.read_text())
+            rec["cached"] = True
+            chunks.append(rec)
+            continue
+        batch = bundle.make_batch([e.segments for e in examples[lo:hi]], ctx.targets[lo:hi], seed=config.seed)
+        torch.manual_seed(config.seed)
+        before = bundle.counter.snapshot()
+        with PeakMemory() as mem:
+            if bundle.device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            try:
+                attr = explainer.explain(bundle, batch)
+            except Exception as e:
+                raise _Failure("explain", e, traceback.format_exc()) from e
+            if bundle.device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - t0
+        after = bundle.counter.snapshot()
+        bundle.model.eval()
+        try:
+            raw = check_attributions(attr, batch)
+            extras = check_extras(attr, batch)
+            maps = word_maps(attr, raw, batch, config.aggregation)
+        except (OutputError, ValueError) as e:
+            raise _Failure("validate-output", e, traceback.format_exc()) from e
+        rec = {
+            "level": attr.level, "maps": [m.tolist() for m in maps],
+            "extras": {k: v.tolist() for k, v in extras.items()}, "seconds": seconds,
+            "n": hi - lo, "forward": after[0] - before[0], "backward": after[1] - before[1],
+            "mlm": after[2] - before[2], "peak_rss_mb": mem.peak_rss_mb, "peak_cuda_mb": mem.peak_cuda_mb,
+        }
+        cfile.write_text(json.dumps(rec))
+        rec["cached"] = False
+        chunks.append(rec)
+    return chunks
+
+
+def _base_record(sub: Submission, ctx: TaskContext, config: RunConfig, key: str, status: str, level=None):
+    spec = ctx.task.spec
+    return dict(
+        status=status, run_key=key,
+        submission=SubmissionInfo(name=sub.name, version=sub.meta.version, params=sub.params,
+                                  code_hash=sub.code_hash, level=level),
+        task=TaskInfo(name=spec.name, version=spec.version, spec_hash=spec.hash(), main_metric=spec.main_metric,
+                      n_examples=len(ctx.data.examples), data_hash=ctx.data.data_hash,
+                      data_source=f"{spec.dataset.source}:{spec.dataset.id}"),
+        model=ModelInfo(name=ctx.ref.bundle.name, description=ctx.ref.description, recipe_hash=ctx.ref.recipe.hash(),
+                        model_hash=ctx.ref.model_hash, dev_accuracy=ctx.ref.dev_accuracy),
+        aggregation=config.aggregation, main_metric=spec.main_metric,
+        truncation=Truncation(policy=TRUNCATION_POLICY, max_length=ctx.ref.bundle.max_length,
+                              n_inputs=len(ctx.truncated), n_truncated=int(sum(ctx.truncated))),
+        provenance=provenance({"explain": config.seed, "label": spec.params.get("label_seed", 0),
+                               "model": spec.model.seed, "bootstrap": 0}),
+    )
+
+
+def score(metric_names: Sequence[str], maps, ctx: TaskContext) -> tuple[dict, dict]:
+    inputs = MetricInputs(examples=ctx.data.examples, word_scores=maps, gold=ctx.data.gold,
+                          model=ctx.ref.bundle, targets=ctx.targets)
+    scores, per_example = {}, {}
+    for name in metric_names:
+        metric = get_metric(name)
+        values = np.asarray(metric.per_example(inputs), dtype=np.float64)
+        if values.shape != (len(maps),):
+            raise ValueError(f"metric {name} returned {values.shape}, expected ({len(maps)},)")
+        mean, lo, hi = bootstrap_ci(values)
+        scores[name] = MetricScore(value=mean, ci_low=lo, ci_high=hi, higher_is_better=metric.higher_is_better,
+                                   family=metric.family, n=int(values.size))
+        per_example[name] = values.tolist()
+    return scores, per_example
+
+
+def run_submission(sub: Submission, ctx: TaskContext, config: RunConfig) -> ResultRecord:
+    key = run_key(sub, ctx, config)
+    try:
+        chunks = _explain_chunks(sub, ctx, config, key)
+        maps = [np.asarray(m) for c in chunks for m in c["maps"]]
+        try:
+            scores, per_example = score(ctx.task.metric_names(), maps, ctx)
+        except Exception as e:
+            raise _Failure("metric", e, traceback.format_exc()) from e
+    except _Failure as f:
+        log.error("%s on %s failed at %s: %s: %s", sub.name, ctx.task.spec.name, f.stage,
+                  type(f.exc).__name__, f.exc)
+        return ResultRecord(**_base_record(sub, ctx, config, key, "error"),
+                            error=ErrorInfo(type=type(f.exc).__name__, message=str(f.exc)[:2000],
+                                            stage=f.stage, traceback=f.tb[-4000:]))
+    n = len(maps)
+    per_ex_time = [c["seconds"] / c["n"] for c in chunks for _ in range(c["n"])]
+    fwd, bwd, mlm = (sum(c[k] for c in chunks) for k in ("forward", "backward", "mlm"))
+    diagnostics = {}
+    for k in sorted({k for c in chunks for k in c["extras"]}):
+        vals = np.concatenate([np.asarray(c["extras"][k], dtype=float) for c in chunks if k in c["extras"]])
+        diagnostics[f"{k}_mean"] = float(vals.mean())
+        diagnostics[f"{k}_max"] = float(vals.max())
+    cuda_peaks = [c["peak_cuda_mb"] for c in chunks if c.get("peak_cuda_mb") is not None]
+    dev = ctx.ref.bundle.device
+    return ResultRecord(
+        **_base_record(sub, ctx, config, key, "ok", level=chunks[0]["level"] if chunks else None),
+        scores=scores, per_example=per_example, example_ids=[e.id for e in ctx.data.examples],
+        diagnostics=diagnostics,
+        timing=Timing(total_s=float(sum(c["seconds"] for c in chunks)), per_example_p50_s=percentile(per_ex_time, 50),
+                      per_example_p95_s=percentile(per_ex_time, 95), per_example_mean_s=float(np.mean(per_ex_time)),
+                      device=device_label(dev), cuda_synchronized=dev.type == "cuda",
+                      cached_chunks=sum(1 for c in chunks if c["cached"])),
+        cost=Cost(forward_passes=fwd, backward_passes=bwd, mlm_calls=mlm, forward_per_example=fwd / n,
+                  backward_per_example=bwd / n, mlm_per_example=mlm / n),
+        memory=Memory(peak_rss_mb=max(c["peak_rss_mb"] for c in chunks),
+                      peak_cuda_mb=max(cuda_peaks) if cuda_peaks else None),
+    )
+
+
+def run_grid(tasks: Sequence[Task], submissions: Sequence[Submission], config: RunConfig) -> RunSummary:
+    summary = RunSummary()
+    for task in tasks:
+        try:
+            ctx = prepare_task(task, config)
+        except Exception as e:
+            msg = f"task {task.spec.name} could not be prepared: {type(e).__name__}: {e}"
+            log.error(msg)
+            summary.task_failures[task.spec.name] = msg
+            continue
+        log.info("task %s: %d examples, model %s (dev accuracy %.4f), %d inputs truncated",
+                 task.spec.name, len(ctx.data.examples), ctx.ref.description, ctx.ref.dev_accuracy, sum(ctx.truncated))
+        for sub in submissions:
+            path = result_path(config, ctx, sub)
+            key = run_key(sub, ctx, config)
+            if path.exists() and not config.force:
+                try:
+                    old = ResultRecord.read(path)
+                    if old.run_key == key and old.status == "ok":
+                        log.info("%s on %s: up to date, skipped", sub.name, task.spec.name)
+                        summary.skipped.append(path)
+                        continue
+                except Exception as e:  # an unreadable old record is replaced, and said so
+                    log.warning("replacing unreadable result %s: %s", path, e)
+            record = run_submission(sub, ctx, config)
+            record.write(path)
+            summary.written.append(path)
+            if record.status == "error":
+                summary.errors.append(f"{sub.name} on {task.spec.name}: {record.error.stage}: {record.error.message}")
+            else:
+                main = record.scores[record.main_metric]
+                log.info("%s on %s: %s = %.3f [%.3f, %.3f], %.4fs/example", sub.name, task.spec.name,
+                         record.main_metric, main.value, main.ci_low, main.ci_high, record.timing.per_example_mean_s)
+    return summary

@@ -1,0 +1,3 @@
+"""Built-in tasks; importing this package registers them in ``harness.task.TASKS``."""
+
+from tasks import planted_sst  # noqa: F401

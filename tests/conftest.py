@@ -1,0 +1,36 @@
+import os
+from pathlib import Path
+
+import pytest
+
+for _k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "HF_EVALUATE_OFFLINE"):
+    os.environ.setdefault(_k, "1")
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def shared_data(sub: str) -> Path:
+    p = SHARED_DATA / sub
+    if not p.exists():
+        pytest.skip(f"real data not available: {p} is absent (it lives beside the repo in ../shared/data)")
+    return p
+
+
+# A small planted task whose reference model trains in seconds: shared by the end-to-end tests.
+SMALL_TASK = dict(n_train=1500, n_dev=200, n_eval=24)
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("attriboard-cache")
+
+
+@pytest.fixture(scope="session")
+def small_ctx(cache_dir):
+    from harness.runner import RunConfig, prepare_task
+    from harness.task import get_task
+
+    task = get_task("planted_sst", **SMALL_TASK)
+    return prepare_task(task, RunConfig(cache_dir=cache_dir))
