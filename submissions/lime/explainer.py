@@ -20,7 +20,8 @@ random_state=seed, feature_selection="none")`` on the space-joined words (checke
 words by ``"UNKWORDZ"`` unless ``mask_string=""``; this submission deletes them.
 
 Speed: the distinct perturbed inputs of *all* examples of the batch go through the model
-in one :meth:`ModelBundle.proba_of_segments` call (large no-grad batches), then each
+in one :meth:`ModelBundle.proba_of_segments` call (large no-grad batches, sorted by
+length so that each chunk carries little padding), then each
 example's surrogate is fitted.  Each example's sampling uses its own
 ``numpy.random.RandomState(example_seed(batch, i))``: deterministic and independent of the
 rest of the batch.
@@ -36,6 +37,15 @@ from sklearn.metrics.pairwise import pairwise_distances
 
 from harness.explain_utils import example_seed, keep_words
 from harness.protocols import Attributions, ExplainBatch
+
+
+def proba_by_length(model, inputs):
+    """``model.proba_of_segments(inputs)``, evaluated in order of length (less padding per chunk)."""
+    order = sorted(range(len(inputs)), key=lambda k: sum(len(s) for s in inputs[k]))
+    out = model.proba_of_segments([inputs[k] for k in order])
+    proba = np.empty_like(out)
+    proba[order] = out
+    return proba
 
 
 def lime_text_kernel(d, kernel_width):
@@ -95,7 +105,7 @@ class Lime:
                 rows[inverse.reshape(-1) == u] = idx
             plans.append((rs, data, rows))
 
-        proba = model.proba_of_segments(inputs) if inputs else np.zeros((0, model.num_labels))
+        proba = proba_by_length(model, inputs) if inputs else np.zeros((0, model.num_labels))
 
         scores = []
         for i, plan in enumerate(plans):
