@@ -31,11 +31,6 @@ from harness.models import ModelRecipe, build_word_tokenizer, tiny_bert
 from harness.submission import discover
 from tasks.sentiment_corpus import corpus_vocabulary, generate_corpus
 
-try:
-    from conftest import THROUGHPUT
-except ImportError:  # pragma: no cover - collected without our conftest
-    THROUGHPUT = {}
-
 N_BATCH = 32
 N_NAIVE_SLOW = 8
 WORDS = (19, 21)
@@ -58,7 +53,7 @@ def setup():
     return bundle, rows, batch, targets, singles
 
 
-def _record(benchmark, method, mode, n, bundle, fn, rounds):
+def _record(benchmark, throughput, method, mode, n, bundle, fn, rounds):
     start = bundle.counter.forward
     t_runs = []
 
@@ -73,21 +68,23 @@ def _record(benchmark, method, mode, n, bundle, fn, rounds):
         "method": method, "mode": mode, "n_examples": n, "seconds_per_call": seconds,
         "explanations_per_second": n / seconds,
         "model_passes_per_explanation": (bundle.counter.forward - start) / (len(t_runs) * n),
+        "torch_threads": torch.get_num_threads(),
     }
     benchmark.extra_info.update(info)
-    THROUGHPUT[(method, mode)] = info
+    throughput[(method, mode)] = info
 
 
 # --- batched: the submissions ---------------------------------------------------------------
 
 @pytest.mark.parametrize("method", ["gradient", "integrated_gradients", "lime", "kernel_shap", "leave_one_out"])
-def test_batched(benchmark, setup, method):
+def test_batched(benchmark, throughput, setup, method):
     bundle, rows, batch, _, _ = setup
     benchmark.group = method
     explainer = REGISTRY.get(method).instantiate()
     explainer.explain(bundle, batch)  # warm-up (not timed)
     rounds = 3 if method in ("gradient", "integrated_gradients", "leave_one_out") else 1
-    _record(benchmark, method, "batched", len(rows), bundle, lambda: explainer.explain(bundle, batch), rounds)
+    _record(benchmark, throughput, method, "batched", len(rows), bundle,
+            lambda: explainer.explain(bundle, batch), rounds)
 
 
 # --- naive: the libraries, one input (and one forward) at a time ------------------------------
@@ -169,8 +166,8 @@ NAIVE = {
 
 
 @pytest.mark.parametrize("method", list(NAIVE))
-def test_naive(benchmark, setup, method):
+def test_naive(benchmark, throughput, setup, method):
     bundle, _, _, _, singles = setup
     fn, n, rounds = NAIVE[method]
     benchmark.group = method
-    _record(benchmark, method, "naive", n, bundle, lambda: fn(bundle, singles[:n]), rounds)
+    _record(benchmark, throughput, method, "naive", n, bundle, lambda: fn(bundle, singles[:n]), rounds)

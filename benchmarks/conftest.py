@@ -11,6 +11,12 @@ import pytest
 THROUGHPUT: dict[tuple[str, str], dict] = {}
 
 
+@pytest.fixture(scope="session")
+def throughput() -> dict[tuple[str, str], dict]:
+    """(method, "batched" | "naive") -> the extra_info of that benchmark; summarised at the end."""
+    return THROUGHPUT
+
+
 def pytest_collect_file(file_path, parent):
     if file_path.suffix == ".py" and file_path.name.startswith("bench_"):
         return pytest.Module.from_parent(parent, path=file_path)

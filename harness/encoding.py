@@ -35,6 +35,20 @@ def _n_tokens(tokenizer, segments: Segments) -> int:
     return len(enc["input_ids"])
 
 
+def _batch_lengths(tokenizer, batch_segments: list[Segments]) -> list[int]:
+    n_seg = len(batch_segments[0])
+    args = [[list(s[k]) for s in batch_segments] for k in range(n_seg)]
+    enc = tokenizer(*args, is_split_into_words=True, add_special_tokens=True, truncation=False)
+    return [len(ids) for ids in enc["input_ids"]]
+
+
+def truncated_flags(tokenizer, batch_segments: list[Segments], max_length: int) -> list[bool]:
+    """Which inputs the truncation policy would shorten."""
+    if not batch_segments:
+        return []
+    return [n > max_length for n in _batch_lengths(tokenizer, list(batch_segments))]
+
+
 def fit_segments(tokenizer, segments: Segments, max_length: int) -> tuple[Segments, bool]:
     """Apply the truncation policy to one input; returns the (possibly shorter) segments."""
     segs = [list(s) for s in segments]
@@ -57,11 +71,11 @@ def encode(tokenizer, batch_segments: list[Segments], max_length: int, device=No
         raise ValueError("all inputs of a batch must have the same number of segments")
     if n_seg not in (1, 2):
         raise ValueError(f"inputs must have 1 or 2 segments, got {n_seg}")
-    fitted, truncated = [], []
-    for segs in batch_segments:
-        f, t = fit_segments(tokenizer, segs, max_length)
-        fitted.append(f)
-        truncated.append(t)
+    fitted, truncated = list(batch_segments), [False] * len(batch_segments)
+    lengths = _batch_lengths(tokenizer, fitted)
+    for i, n in enumerate(lengths):
+        if n > max_length:  # rare: refit only the over-long inputs
+            fitted[i], truncated[i] = fit_segments(tokenizer, fitted[i], max_length)
     args = [[list(s[k]) for s in fitted] for k in range(n_seg)]
     enc = tokenizer(
         *args,

@@ -101,9 +101,9 @@ def prepare_task(task: Task, config: RunConfig) -> TaskContext:
     segs = [e.segments for e in data.examples]
     probs = bundle.proba_of_segments(segs)
     targets = probs.argmax(-1).astype(int).tolist()
-    from harness.encoding import fit_segments
+    from harness.encoding import truncated_flags
 
-    truncated = [fit_segments(bundle.tokenizer, s, bundle.max_length)[1] for s in segs]
+    truncated = truncated_flags(bundle.tokenizer, segs, bundle.max_length)
     return TaskContext(task, data, ref, targets, truncated)
 
 

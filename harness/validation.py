@@ -1,9 +1,11 @@
 """The conformance suite every submission must pass (``attriboard validate``).
 
-Runs the explainer on a tiny in-memory task (:mod:`harness.testing`) and checks: it can be
-built from its metadata; correct shape; finite values; zero on special tokens; sentence
-pairs work; deterministic under a seed; invariant to batch composition; leaves the model
-unchanged; within a time budget.  Each violation has its own message.
+Runs the explainer on a tiny in-memory task (:mod:`harness.testing`, the *sensitive* tiny
+BERT, whose outputs depend strongly on the input) and checks: it can be built from its
+metadata; correct shape; finite values; zero on special tokens; sentence pairs work; an
+input with no words works; deterministic under a seed; invariant to batch composition
+(single sentences and pairs); leaves the model unchanged; within a time budget.  Each
+violation has its own message.
 """
 
 from __future__ import annotations
@@ -54,6 +56,20 @@ def _maps(explainer, bundle, batch):
     return word_maps(attr, raw, batch, "absmax")
 
 
+def _batch_problems(explainer, bundle, inputs, reference, seed, label_prefix) -> list[str]:
+    """Explain each input alone and in a reversed batch; compare with the reference maps."""
+    order = list(reversed(range(len(inputs))))
+    rev = _maps(explainer, bundle, bundle.make_batch([inputs[i] for i in order], seed=seed))
+    problems = []
+    for i in range(len(inputs)):
+        alone = _maps(explainer, bundle, bundle.make_batch([inputs[i]], seed=seed))[0]
+        for label, other in (("alone", alone), ("in reversed batch", rev[order.index(i)])):
+            if not np.allclose(reference[i], other, atol=BATCH_ATOL, rtol=BATCH_RTOL):
+                problems.append(f"{label_prefix}example {i} {label} differs by "
+                                f"{float(np.abs(reference[i] - other).max()):.3g}")
+    return problems
+
+
 def _params_snapshot(model):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -76,7 +92,7 @@ def validate(sub: Submission, time_budget_s: float = DEFAULT_TIME_BUDGET_S, seed
         return report
     add("construct", True)
 
-    bundle = tiny_bundle()
+    bundle = tiny_bundle(sensitive=True)
     before = _params_snapshot(bundle.model)
     batch = bundle.make_batch(TINY_SENTENCES, seed=seed)
     try:
@@ -91,12 +107,19 @@ def validate(sub: Submission, time_budget_s: float = DEFAULT_TIME_BUDGET_S, seed
         report.seconds = time.perf_counter() - t0
         return report
 
+    pair_maps = None
     try:
-        pair_batch = bundle.make_batch(TINY_PAIRS, seed=seed)
-        _maps(explainer, bundle, pair_batch)
+        pair_maps = _maps(explainer, bundle, bundle.make_batch(TINY_PAIRS, seed=seed))
         add("sentence pairs", True)
     except Exception as e:
         add("sentence pairs", False, f"{type(e).__name__}: {e}")
+
+    try:
+        empty = _maps(explainer, bundle, bundle.make_batch([((),), TINY_SENTENCES[0]], seed=seed))
+        add("input with no words", empty[0].shape == (0,), "" if empty[0].shape == (0,) else
+            f"expected no word scores, got shape {empty[0].shape}")
+    except Exception as e:
+        add("input with no words", False, f"{type(e).__name__}: {e}")
 
     try:
         again = _maps(sub.instantiate(), bundle, bundle.make_batch(TINY_SENTENCES, seed=seed))
@@ -108,15 +131,9 @@ def validate(sub: Submission, time_budget_s: float = DEFAULT_TIME_BUDGET_S, seed
         add("deterministic under a seed", False, f"{type(e).__name__}: {e}")
 
     try:
-        order = list(reversed(range(len(TINY_SENTENCES))))
-        rev = _maps(explainer, bundle, bundle.make_batch([TINY_SENTENCES[i] for i in order], seed=seed))
-        singles = [_maps(explainer, bundle, bundle.make_batch([TINY_SENTENCES[i]], seed=seed))[0]
-                   for i in range(len(TINY_SENTENCES))]
-        problems = []
-        for i in range(len(TINY_SENTENCES)):
-            for label, other in (("alone", singles[i]), ("in reversed batch", rev[order.index(i)])):
-                if not np.allclose(first[i], other, atol=BATCH_ATOL, rtol=BATCH_RTOL):
-                    problems.append(f"example {i} {label} differs by {float(np.abs(first[i] - other).max()):.3g}")
+        problems = _batch_problems(explainer, bundle, TINY_SENTENCES, first, seed, "")
+        if pair_maps is not None:
+            problems += _batch_problems(explainer, bundle, TINY_PAIRS, pair_maps, seed, "pair ")
         add("invariant to batch composition", not problems, "; ".join(problems[:3]))
     except Exception as e:
         add("invariant to batch composition", False, f"{type(e).__name__}: {e}")

@@ -35,13 +35,7 @@ def make(name: str, **overrides):
 
 
 def sensitive_bundle():
-    bundle = tiny_bundle()
-    with torch.no_grad():
-        for module in bundle.model.modules():
-            if isinstance(module, torch.nn.Linear):
-                module.weight.mul_(20.0)
-        bundle.embeddings.weight.mul_(10.0)
-    return bundle
+    return tiny_bundle(sensitive=True)
 
 
 @pytest.fixture(scope="module")

@@ -44,5 +44,6 @@ def test_random_baseline_passes_everything():
     report = validate(resolve("random"))
     assert report.passed, report.render()
     assert [c.name for c in report.checks] == [
-        "construct", "output (shape, finite, zero on specials)", "sentence pairs", "deterministic under a seed",
+        "construct", "output (shape, finite, zero on specials)", "sentence pairs", "input with no words",
+        "deterministic under a seed",
         "invariant to batch composition", "model left unchanged", "time budget"]

@@ -46,8 +46,15 @@ def _tiny_model_state(seed: int, num_labels: int):
     return tok, model.state_dict(), model.config
 
 
-def tiny_bundle(seed: int = 0, num_labels: int = 2):
-    """A freshly built (untrained, seeded) tiny BERT bundle; a new model object per call."""
+def tiny_bundle(seed: int = 0, num_labels: int = 2, sensitive: bool = False):
+    """A freshly built (untrained, seeded) tiny BERT bundle; a new model object per call.
+
+    An untrained tiny BERT is nearly constant (p ~ 0.50 for every input, attributions ~1e-6),
+    too flat for checks such as batch invariance to catch anything.  ``sensitive=True``
+    scales every linear layer by 20 and the word embeddings by 10, so predictions and
+    attributions depend strongly on the input (the conformance suite uses this).
+    """
+    import torch
     from transformers import BertForSequenceClassification
 
     from harness.bundle import ModelBundle
@@ -55,7 +62,14 @@ def tiny_bundle(seed: int = 0, num_labels: int = 2):
     tok, state, config = _tiny_model_state(seed, num_labels)
     model = BertForSequenceClassification(config)
     model.load_state_dict(state)
-    return ModelBundle(model, tok, f"tiny-test-bert-s{seed}", num_labels, max_length=64)
+    if sensitive:
+        with torch.no_grad():
+            for module in model.modules():
+                if isinstance(module, torch.nn.Linear):
+                    module.weight.mul_(20.0)
+            model.get_input_embeddings().weight.mul_(10.0)
+    name = f"tiny-test-bert-s{seed}" + ("-sensitive" if sensitive else "")
+    return ModelBundle(model, tok, name, num_labels, max_length=64)
 
 
 def tiny_batch(bundle, pairs: bool = False, seed: int = 0):
