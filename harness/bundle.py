@@ -63,6 +63,8 @@ class ModelBundle:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     predict_batch_size: int = 256
     counter: CallCounter = field(default_factory=CallCounter)
+    mlm: "object | None" = None
+    """The task's masked LM (a :class:`harness.protocols.MaskedLM`) when the run declares one."""
 
     def __post_init__(self) -> None:
         self.model.eval()

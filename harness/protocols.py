@@ -104,6 +104,25 @@ class Explainer(Protocol):
         ...
 
 
+@runtime_checkable
+class MaskedLM(Protocol):
+    """Word-level access to a masked language model (for IM, LIME_BERT and ``mlm`` removal).
+
+    ``top_fills(segments, positions, k)``: for each input, mask all the words at the given
+    word positions at once and return, per position, the k most likely replacement words
+    with their probabilities (best first).  Every call counts its sequences as masked-LM
+    calls in the bundle's :class:`~harness.bundle.CallCounter`.
+    """
+
+    name: str
+    description: str
+    model_hash: str
+
+    def top_fills(self, segments: Sequence[Segments], positions: Sequence[Sequence[int]],
+                  k: int) -> list[list[list[tuple[str, float]]]]:  # pragma: no cover
+        ...
+
+
 @dataclass(frozen=True)
 class MetricInputs:
     """Everything a metric may use; built by the harness, never shown to explainers.
