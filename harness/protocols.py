@@ -141,7 +141,12 @@ class MetricInputs:
 
 @runtime_checkable
 class Metric(Protocol):
-    """A metric scores every example; the runner aggregates (mean) and bootstraps the CI."""
+    """A metric scores every example; the runner aggregates (mean) and bootstraps the CI.
+
+    Metrics are built with keyword parameters (``TaskSpec.metric_params``, e.g. a removal
+    operator), recorded beside the score.  A metric may set a ``details`` dict of floats
+    during ``per_example`` (e.g. the chosen threshold tau); it is recorded too.
+    """
 
     name: str
     higher_is_better: bool

@@ -25,6 +25,8 @@ class MetricScore(_Strict):
     higher_is_better: bool
     family: str
     n: int
+    params: dict[str, Any] = Field(default_factory=dict)
+    details: dict[str, float] = Field(default_factory=dict)
 
 
 class SubmissionInfo(_Strict):

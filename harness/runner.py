@@ -208,14 +208,17 @@ def score(metric_names: Sequence[str], maps, ctx: TaskContext) -> tuple[dict, di
     inputs = MetricInputs(examples=ctx.data.examples, word_scores=maps, gold=ctx.data.gold,
                           model=ctx.ref.bundle, targets=ctx.targets)
     scores, per_example = {}, {}
+    metric_params = ctx.task.spec.metric_params
     for name in metric_names:
-        metric = get_metric(name)
+        params = dict(metric_params.get(name, {}))
+        metric = get_metric(name, **params)
         values = np.asarray(metric.per_example(inputs), dtype=np.float64)
         if values.shape != (len(maps),):
             raise ValueError(f"metric {name} returned {values.shape}, expected ({len(maps)},)")
         mean, lo, hi = bootstrap_ci(values)
+        details = {k: float(v) for k, v in sorted(getattr(metric, "details", {}).items())}
         scores[name] = MetricScore(value=mean, ci_low=lo, ci_high=hi, higher_is_better=metric.higher_is_better,
-                                   family=metric.family, n=int(values.size))
+                                   family=metric.family, n=int(values.size), params=params, details=details)
         per_example[name] = values.tolist()
     return scores, per_example
 

@@ -43,6 +43,8 @@ class TaskSpec(BaseModel):
     num_labels: int
     model: ModelRecipe
     metrics: tuple[str, ...]
+    metric_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Keyword arguments per metric name (e.g. the removal operator of a removal metric)."""
     main_metric: str
     n_eval: int
     params: dict[str, Any] = Field(default_factory=dict)
