@@ -102,3 +102,35 @@ def load_builtin_tasks() -> None:
 def get_task(name: str, **overrides) -> Task:
     load_builtin_tasks()
     return TASKS.get(name)(**overrides)
+
+
+@dataclass
+class CustomEvaluation:
+    """What a task with its own evaluation loop returns (e.g. the fragility attack, which
+    calls the explainer many times on perturbed inputs).
+
+    ``per_example``: metric name -> (n,) finite values, one per evaluated input (the runner
+    aggregates them with bootstrap CIs like any metric).  ``higher_is_better`` and
+    ``family`` per metric name.  ``tables``: named lists of flat rows (e.g. the per-bucket
+    table) stored in the result record.  ``details``: extra floats per metric name.
+    """
+
+    per_example: dict[str, Any]
+    higher_is_better: dict[str, bool]
+    family: dict[str, str]
+    tables: dict[str, list[dict[str, Any]]]
+    details: dict[str, dict[str, float]]
+
+
+class CustomTask(Task):
+    """A task that runs its own evaluation loop instead of explain-once-then-score.
+
+    The runner still builds the explainer, times the call, counts model passes and catches
+    failures; the task must only ever hand the explainer :class:`~harness.protocols.ExplainBatch`
+    objects built by ``bundle.make_batch`` (inputs and target classes, nothing gold).
+    """
+
+    @abstractmethod
+    def evaluate(self, explainer, bundle, examples: Sequence[Example], targets: Sequence[int],
+                 seed: int) -> CustomEvaluation:
+        ...
