@@ -1,24 +1,33 @@
 """Throughput of the built-in explainers vs naive one-input-at-a-time use of the same library.
 
 Setup: a tiny BERT (hidden 64, 2 layers, 2 heads, intermediate 128; untrained: speed does
-not depend on the weights) with a word tokenizer over the generated sentiment corpus, and
-32 corpus sentences of 19-21 words.
+not depend on the weights) with a word tokenizer over the generated sentiment corpus, a tiny
+masked LM of the offline recipe (:class:`harness.mlm.MLMRecipe`, untrained, same vocabulary),
+and 32 corpus sentences of 19-21 words.  torch runs single-threaded (``ATTRIBOARD_BENCH_THREADS``,
+default 1; see ``conftest.py``): on a shared 2-core machine extra threads mostly measure the
+neighbours.
 
 - ``batched``: the submission in ``submissions/<name>`` on one batch of 32 (default
-  parameters: IG n_steps=50 / internal_batch_size=512, LIME 500 samples, Kernel SHAP 500
-  samples).
+  parameters: IG n_steps=50, SmoothGrad 50 samples, LIME / LIME_BERT 500 samples, Kernel SHAP 500
+  samples, Partition SHAP max_evals=500, IM top-10, occlusion window 3).
 - ``naive``: the same library used the textbook way, one input at a time: captum on a
-  batch of one (IG without internal batching, i.e. its 50 steps in one pass), LIME's
-  ``LimeTextExplainer`` and ``shap.KernelExplainer`` with a predict function that runs one
-  text per forward, leave-one-out with one forward per deletion.  The slow naive LIME /
-  SHAP runs use the first ``N_NAIVE_SLOW`` inputs; rates are per explanation either way.
+  batch of one (``LayerIntegratedGradients`` with its 50 steps in one pass and the convergence
+  delta; ``NoiseTunnel(Saliency)`` with its 50 samples in one pass; ``LayerDeepLift``;
+  ``Occlusion`` with a (3 tokens x embedding) window and one perturbation per forward), LIME's
+  ``LimeTextExplainer``, ``shap.KernelExplainer`` and ``shap.PartitionExplainer`` with a predict
+  function that runs one text per forward, leave-one-out with one forward per deletion, IM with
+  one masked-LM call per masked word and one forward per filled variant, LIME_BERT with one
+  masked-LM call and one forward per perturbed text.  The slow naive runs use the first
+  ``N_NAIVE_SLOW`` (or ``N_NAIVE_IM``) inputs; rates are per explanation either way.
 
-``extra_info`` of every benchmark holds ``explanations_per_second``, ``n_examples`` and the
-model passes (sequences through the network) per explanation.
+``extra_info`` of every benchmark holds ``explanations_per_second`` (wall clock),
+``cpu_explanations_per_second`` (process CPU time: steadier when other jobs share the cores),
+``n_examples`` and the model passes (classifier and masked-LM sequences) per explanation.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
@@ -27,12 +36,14 @@ import torch
 
 from harness.bundle import ModelBundle
 from harness.explain_utils import example_seed, keep_words
+from harness.mlm import MLMRecipe, WordMaskedLM, attach_mlm, tiny_masked_lm
 from harness.models import ModelRecipe, build_word_tokenizer, tiny_bert
 from harness.submission import discover
 from tasks.sentiment_corpus import corpus_vocabulary, generate_corpus
 
 N_BATCH = 32
 N_NAIVE_SLOW = 8
+N_NAIVE_IM = 8
 WORDS = (19, 21)
 RECIPE = ModelRecipe(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
 REGISTRY = discover()
@@ -47,6 +58,10 @@ def setup():
     tokenizer = build_word_tokenizer(vocab, RECIPE.max_length)
     model = tiny_bert(len(tokenizer), 2, RECIPE)
     bundle = ModelBundle(model, tokenizer, "bench-tiny-bert", 2, max_length=RECIPE.max_length)
+    mlm_recipe = MLMRecipe()
+    mlm_model = tiny_masked_lm(len(tokenizer), mlm_recipe).eval()
+    attach_mlm(bundle, WordMaskedLM(mlm_model, tokenizer, "bench-tiny-mlm", "untrained tiny MLM", "-",
+                                    mlm_recipe.max_length))
     batch = bundle.make_batch(rows, seed=0)
     targets = batch.targets.tolist()
     singles = [bundle.make_batch([r], targets=[t], seed=0) for r, t in zip(rows, targets)]
@@ -54,20 +69,26 @@ def setup():
 
 
 def _record(benchmark, throughput, method, mode, n, bundle, fn, rounds):
-    start = bundle.counter.forward
-    t_runs = []
+    start = bundle.counter.snapshot()
+    t_runs, c_runs = [], []
 
     def timed():
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         t_runs.append(time.perf_counter() - t0)
+        c_runs.append(time.process_time() - c0)
 
     benchmark.pedantic(timed, rounds=rounds, iterations=1, warmup_rounds=0)
-    seconds = float(np.mean(t_runs))
+    seconds, cpu = float(np.min(t_runs)), float(np.min(c_runs))
+    end = bundle.counter.snapshot()
+    calls = len(t_runs) * n
     info = {
         "method": method, "mode": mode, "n_examples": n, "seconds_per_call": seconds,
-        "explanations_per_second": n / seconds,
-        "model_passes_per_explanation": (bundle.counter.forward - start) / (len(t_runs) * n),
+        "cpu_seconds_per_call": cpu, "rounds": len(t_runs),
+        "explanations_per_second": n / seconds, "cpu_explanations_per_second": n / cpu,
+        "model_passes_per_explanation": (end[0] - start[0]) / calls,
+        "backward_passes_per_explanation": (end[1] - start[1]) / calls,
+        "mlm_passes_per_explanation": (end[2] - start[2]) / calls,
         "torch_threads": torch.get_num_threads(),
     }
     benchmark.extra_info.update(info)
@@ -76,13 +97,19 @@ def _record(benchmark, throughput, method, mode, n, bundle, fn, rounds):
 
 # --- batched: the submissions ---------------------------------------------------------------
 
-@pytest.mark.parametrize("method", ["gradient", "integrated_gradients", "lime", "kernel_shap", "leave_one_out"])
+BATCHED = ["gradient", "integrated_gradients", "smoothgrad", "deeplift", "lime", "lime_bert", "kernel_shap",
+           "partition_shap", "leave_one_out", "loo_empty", "input_marginalization", "occlusion"]
+FAST_ROUNDS = {"gradient", "integrated_gradients", "smoothgrad", "deeplift", "leave_one_out", "loo_empty",
+               "occlusion", "input_marginalization"}
+
+
+@pytest.mark.parametrize("method", BATCHED)
 def test_batched(benchmark, throughput, setup, method):
     bundle, rows, batch, _, _ = setup
     benchmark.group = method
     explainer = REGISTRY.get(method).instantiate()
     explainer.explain(bundle, batch)  # warm-up (not timed)
-    rounds = 3 if method in ("gradient", "integrated_gradients", "leave_one_out") else 1
+    rounds = 3 if method in FAST_ROUNDS else 1
     _record(benchmark, throughput, method, "batched", len(rows), bundle,
             lambda: explainer.explain(bundle, batch), rounds)
 
@@ -93,13 +120,17 @@ def _proba_one_at_a_time(bundle, segments_list):
     return np.concatenate([bundle.proba_of_segments([s]) for s in segments_list], 0)
 
 
-def _naive_gradient(bundle, singles):
-    from captum.attr import Saliency
-
+def _embeds_forward(bundle):
     def forward(e, m, t):
         return bundle.proba(inputs_embeds=e, attention_mask=m, token_type_ids=t)
 
-    sal = Saliency(forward)
+    return forward
+
+
+def _naive_gradient(bundle, singles):
+    from captum.attr import Saliency
+
+    sal = Saliency(_embeds_forward(bundle))
     for b in singles:
         e = bundle.embeddings(b.input_ids).detach().requires_grad_()
         sal.attribute(e, target=int(b.targets[0]), abs=False,
@@ -118,21 +149,95 @@ def _naive_ig(bundle, singles):
         base[~b.special_tokens_mask] = bundle.pad_token_id
         lig.attribute(b.input_ids, baselines=base, target=int(b.targets[0]),
                       additional_forward_args=(b.attention_mask, b.token_type_ids), n_steps=50,
-                      return_convergence_delta=True)
+                      method="gausslegendre", return_convergence_delta=True)
+
+
+def _naive_smoothgrad(bundle, singles):
+    from captum.attr import NoiseTunnel, Saliency
+
+    nt = NoiseTunnel(Saliency(_embeds_forward(bundle)))
+    for b in singles:
+        e = bundle.embeddings(b.input_ids).detach()
+        sigma = float(0.15 * (e.max() - e.min()))
+        torch.manual_seed(example_seed(b, 0))
+        nt.attribute(e.requires_grad_(), nt_type="smoothgrad", nt_samples=50, stdevs=sigma,
+                     target=int(b.targets[0]), abs=False,
+                     additional_forward_args=(b.attention_mask, b.token_type_ids)).norm(dim=-1)
+
+
+def _naive_deeplift(bundle, singles):
+    import warnings
+
+    from captum.attr import LayerDeepLift
+
+    cls = REGISTRY.get("deeplift").load_class()
+    mod = sys.modules[cls.__module__]
+    wrapper = mod._Proba(bundle.model)
+    with mod.rescale_rule_for_hf_activations(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ldl = LayerDeepLift(wrapper, bundle.embeddings)
+        for b in singles:
+            base = b.input_ids.clone()
+            base[~b.special_tokens_mask] = bundle.pad_token_id
+            ldl.attribute(b.input_ids, baselines=base, target=int(b.targets[0]),
+                          additional_forward_args=(b.attention_mask, b.token_type_ids),
+                          return_convergence_delta=True)
+
+
+def _naive_occlusion(bundle, singles):
+    from captum.attr import Occlusion
+
+    occ = Occlusion(_embeds_forward(bundle))
+    for b in singles:
+        e = bundle.embeddings(b.input_ids).detach()
+        pad = bundle.embeddings(torch.full_like(b.input_ids, bundle.pad_token_id)).detach()
+        occ.attribute(e, sliding_window_shapes=(3, e.shape[-1]), strides=(1, e.shape[-1]), baselines=pad,
+                      target=int(b.targets[0]), additional_forward_args=(b.attention_mask, b.token_type_ids))
+
+
+def _lime_text(b, mask_string=""):
+    from lime.lime_text import LimeTextExplainer
+
+    return LimeTextExplainer(bow=False, mask_string=mask_string, split_expression=lambda s: s.split(" "),
+                             random_state=example_seed(b, 0), feature_selection="none")
 
 
 def _naive_lime(bundle, singles):
-    from lime.lime_text import LimeTextExplainer
-
     def predict(texts):
         return _proba_one_at_a_time(bundle, [(tuple(w for w in t.split(" ") if w),) for t in texts])
 
     for b in singles:
         words = b.words(0)
-        lte = LimeTextExplainer(bow=False, mask_string="", split_expression=lambda s: s.split(" "),
-                                random_state=example_seed(b, 0), feature_selection="none")
-        lte.explain_instance(" ".join(words), predict, labels=(int(b.targets[0]),),
-                             num_features=len(words), num_samples=500)
+        _lime_text(b).explain_instance(" ".join(words), predict, labels=(int(b.targets[0]),),
+                                       num_features=len(words), num_samples=500)
+
+
+def _naive_lime_bert(bundle, singles):
+    mask = bundle.tokenizer.mask_token
+
+    def predict(texts):
+        out = []
+        for t in texts:
+            words = t.split(" ")
+            hit = [j for j, w in enumerate(words) if w == mask]
+            if hit:
+                fills = bundle.mlm.top_fills([(tuple(words),)], [hit], 1)[0]
+                for j, f in zip(hit, fills):
+                    words[j] = f[0][0]
+            out.append(bundle.proba_of_segments([(tuple(words),)]))
+        return np.concatenate(out, 0)
+
+    for b in singles:
+        words = b.words(0)
+        _lime_text(b, mask).explain_instance(" ".join(words), predict, labels=(int(b.targets[0]),),
+                                             num_features=len(words), num_samples=500)
+
+
+def _coalitions_one_at_a_time(bundle, segs, t):
+    def f(masks):
+        return _proba_one_at_a_time(bundle, [keep_words(segs, m > 0.5) for m in np.atleast_2d(masks)])[:, t]
+
+    return f
 
 
 def _naive_shap(bundle, singles):
@@ -140,13 +245,22 @@ def _naive_shap(bundle, singles):
 
     for b in singles:
         segs, t, n = b.segments[0], int(b.targets[0]), b.n_words(0)
-
-        def f(masks, segs=segs, t=t):
-            return _proba_one_at_a_time(bundle, [keep_words(segs, m > 0.5) for m in np.atleast_2d(masks)])[:, t]
-
         np.random.seed(example_seed(b, 0))
-        shap.KernelExplainer(f, np.zeros((1, n))).shap_values(np.ones(n), nsamples=500, l1_reg=False,
-                                                              silent=True)
+        shap.KernelExplainer(_coalitions_one_at_a_time(bundle, segs, t), np.zeros((1, n))).shap_values(
+            np.ones(n), nsamples=500, l1_reg=False, silent=True)
+
+
+def _naive_partition_shap(bundle, singles):
+    import shap
+
+    cls = REGISTRY.get("partition_shap").load_class()
+    span_tree = sys.modules[cls.__module__].span_tree
+    for b in singles:
+        segs, t, n = b.segments[0], int(b.targets[0]), b.n_words(0)
+        np.random.seed(example_seed(b, 0))
+        masker = shap.maskers.Partition(np.zeros((1, n)), clustering=span_tree([n]))
+        shap.PartitionExplainer(_coalitions_one_at_a_time(bundle, segs, t), masker)(
+            np.ones((1, n)), max_evals=500, batch_size=100, silent=True)
 
 
 def _naive_loo(bundle, singles):
@@ -156,12 +270,42 @@ def _naive_loo(bundle, singles):
         [p - bundle.proba_of_segments([keep_words(segs, [k != j for k in range(n)])])[0, t] for j in range(n)]
 
 
+def _naive_loo_log_odds(bundle, singles):
+    for b in singles:
+        segs, t, n = b.segments[0], int(b.targets[0]), b.n_words(0)
+        lo = lambda p: np.log2(p / (1 - p))  # noqa: E731
+        p = bundle.proba_of_segments([segs])[0, t]
+        [lo(p) - lo(bundle.proba_of_segments([keep_words(segs, [k != j for k in range(n)])])[0, t])
+         for j in range(n)]
+
+
+def _naive_im(bundle, singles):
+    for b in singles:
+        segs, t, n = b.segments[0], int(b.targets[0]), b.n_words(0)
+        lo = lambda p: np.log2(p / (1 - p))  # noqa: E731
+        p = bundle.proba_of_segments([segs])[0, t]
+        for j in range(n):
+            fills = bundle.mlm.top_fills([segs], [[j]], 10)[0][0]
+            e = 0.0
+            for w, pw in fills:
+                variant = (tuple(w if k == j else x for k, x in enumerate(segs[0])),)
+                e += pw * bundle.proba_of_segments([variant])[0, t]
+            lo(p) - lo(e)
+
+
 NAIVE = {
     "gradient": (_naive_gradient, N_BATCH, 3),
-    "integrated_gradients": (_naive_ig, N_BATCH, 1),
+    "integrated_gradients": (_naive_ig, N_BATCH, 2),
+    "smoothgrad": (_naive_smoothgrad, N_BATCH, 2),
+    "deeplift": (_naive_deeplift, N_BATCH, 2),
+    "occlusion": (_naive_occlusion, N_BATCH, 1),
     "lime": (_naive_lime, N_NAIVE_SLOW, 1),
+    "lime_bert": (_naive_lime_bert, N_NAIVE_SLOW // 2, 1),
     "kernel_shap": (_naive_shap, N_NAIVE_SLOW, 1),
+    "partition_shap": (_naive_partition_shap, N_NAIVE_SLOW, 1),
     "leave_one_out": (_naive_loo, N_BATCH, 1),
+    "loo_empty": (_naive_loo_log_odds, N_BATCH, 1),
+    "input_marginalization": (_naive_im, N_NAIVE_IM, 1),
 }
 
 
@@ -170,4 +314,5 @@ def test_naive(benchmark, throughput, setup, method):
     bundle, _, _, _, singles = setup
     fn, n, rounds = NAIVE[method]
     benchmark.group = method
+    fn(bundle, singles[:1])  # warm-up (imports, numba compilation)
     _record(benchmark, throughput, method, "naive", n, bundle, lambda: fn(bundle, singles[:n]), rounds)

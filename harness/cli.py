@@ -10,7 +10,7 @@ from pathlib import Path
 
 from harness.provenance import REPO_ROOT
 
-DEFAULT_TASKS = ("planted_sst",)
+DEFAULT_TASKS = ("planted_sst", "fragility")
 log = logging.getLogger("attriboard")
 
 
@@ -34,6 +34,15 @@ def _parse_overrides(items: list[str]) -> dict:
     return out
 
 
+def _threads_arg(value: str):
+    if value in ("auto", "default"):
+        return "auto" if value == "auto" else None
+    try:
+        return int(value)
+    except ValueError:
+        raise SystemExit(f"--threads expects a number, 'auto' or 'default', got {value!r}") from None
+
+
 def cmd_run(args) -> int:
     from harness import leaderboard
     from harness.runner import RunConfig, run_grid
@@ -51,7 +60,7 @@ def cmd_run(args) -> int:
     subs = [resolve(s) for s in args.submissions] if args.submissions else [discover().get(n) for n in discover()]
     config = RunConfig(results_dir=Path(args.results_dir), cache_dir=Path(args.cache_dir), seed=args.seed,
                        aggregation=args.aggregation, batch_size=args.batch_size, force=args.force,
-                       device=args.device)
+                       device=args.device, mlm=args.mlm, all_submissions=args.all_submissions)
     log.info("running %d submissions on %d tasks: %s x %s", len(subs), len(tasks),
              [s.name for s in subs], [t.spec.name for t in tasks])
     summary = run_grid(tasks, subs, config)
@@ -137,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--aggregation", default="absmax", choices=["absmax", "mean", "sum"])
     r.add_argument("--batch-size", type=int, default=16)
     r.add_argument("--device", default="auto")
+    r.add_argument("--threads", default="auto", help="torch CPU threads: N, default (torch's choice) or auto "
+                   "(default: 1 for the small tiny-bert reference model, torch's choice otherwise)")
+    r.add_argument("--mlm", help="masked LM for IM, LIME_BERT and mlm removal: tiny (offline, trained on the "
+                   "task's training corpus; default unless the reference model is a hub checkpoint), "
+                   "bert-base-uncased (default for hub models), hf:<name>, or none")
+    r.add_argument("--all-submissions", action="store_true",
+                   help="also run every submission on tasks that declare a default subset (fragility)")
     r.add_argument("--force", action="store_true", help="recompute even if cached results exist")
     r.add_argument("--results-dir", default=str(REPO_ROOT / "leaderboard" / "results"))
     r.add_argument("--out-dir", default=str(REPO_ROOT / "leaderboard"))

@@ -72,20 +72,20 @@ def encode(tokenizer, batch_segments: list[Segments], max_length: int, device=No
     if n_seg not in (1, 2):
         raise ValueError(f"inputs must have 1 or 2 segments, got {n_seg}")
     fitted, truncated = list(batch_segments), [False] * len(batch_segments)
-    lengths = _batch_lengths(tokenizer, fitted)
-    for i, n in enumerate(lengths):
-        if n > max_length:  # rare: refit only the over-long inputs
-            fitted[i], truncated[i] = fit_segments(tokenizer, fitted[i], max_length)
-    args = [[list(s[k]) for s in fitted] for k in range(n_seg)]
-    enc = tokenizer(
-        *args,
-        is_split_into_words=True,
-        padding=True,
-        truncation=False,
-        return_tensors="pt",
-        return_special_tokens_mask=True,
-        return_token_type_ids=True,
-    )
+
+    def tokenize(rows):
+        args = [[list(s[k]) for s in rows] for k in range(n_seg)]
+        return tokenizer(*args, is_split_into_words=True, padding=True, truncation=False, return_tensors="pt",
+                         return_special_tokens_mask=True, return_token_type_ids=True)
+
+    # one tokenizer call in the common case; only a batch with an over-long input is tokenized again
+    enc = tokenize(fitted)
+    lengths = enc["attention_mask"].sum(1).tolist()
+    if max(lengths) > max_length:
+        for i, n in enumerate(lengths):
+            if n > max_length:  # rare: refit only the over-long inputs
+                fitted[i], truncated[i] = fit_segments(tokenizer, fitted[i], max_length)
+        enc = tokenize(fitted)
     word_ids: list[list[int | None]] = []
     for i, segs in enumerate(fitted):
         offsets = [0]

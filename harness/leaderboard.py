@@ -20,8 +20,9 @@ from harness.records import ResultRecord
 
 log = logging.getLogger(__name__)
 
-OVERALL_RULE = ("mean over task boards of the per-task rank by the main metric; a missing or "
-                "failed result counts as (ranked submissions on that board + 1); ties broken by name")
+OVERALL_RULE = ("mean over the task boards a submission was run on of its per-task rank by the main "
+                "metric; a failed result counts as (ranked submissions on that board + 1); boards a "
+                "submission was not run on (e.g. tasks with a default subset) are not counted; ties broken by name")
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Board:
     model: str
     model_description: str
     dev_accuracy: float
+    mlm_description: str | None
     main_metric: str
     higher_is_better: bool
     ranked: list[tuple[int, ResultRecord, str]]  # (rank, record, relative path)
@@ -71,8 +73,9 @@ def build_boards(records: list[tuple[ResultRecord, str]]) -> list[Board]:
                 rank, prev = i + 1, v
             ranked.append((rank, r, p))
         ref = items[0][0]
+        mlms = sorted({f"{r.mlm.name}: {r.mlm.description} (hash {r.mlm.model_hash})" for r, _ in items if r.mlm})
         boards.append(Board(task, ref.task.version, model, ref.model.description, ref.model.dev_accuracy,
-                            main, hib, ranked, failed))
+                            "; ".join(mlms) or None, main, hib, ranked, failed))
     return boards
 
 
@@ -84,7 +87,10 @@ def overall(boards: list[Board]) -> list[tuple[int, str, float, int]]:
         ranks = []
         for b in boards:
             found = [rk for rk, r, _ in b.ranked if r.submission.name == n]
-            ranks.append(found[0] if found else len(b.ranked) + 1)
+            if found:
+                ranks.append(found[0])
+            elif any(r.submission.name == n for r, _ in b.failed):
+                ranks.append(len(b.ranked) + 1)
         rows.append((sum(ranks) / len(ranks), n, sum(1 for b in boards for _, r, _ in b.ranked if r.submission.name == n)))
     rows.sort()
     out, prev, rank = [], None, 0
@@ -113,8 +119,8 @@ def render_markdown(boards: list[Board], n_records: int) -> str:
          f"Built from {n_records} result records in `leaderboard/results/` by `attriboard leaderboard`; "
          "do not edit by hand.", "",
          "Scores are means over the evaluated examples with percentile-bootstrap 95% confidence intervals "
-         "(1,000 resamples). Time is wall time per example (batch time / batch size); passes are model "
-         "sequences forwarded / back-propagated per example.", "",
+         "(1,000 resamples). Time is wall time per example (batch time / batch size); fwd/ex and bwd/ex are "
+         "classifier sequences forwarded / back-propagated per example, mlm/ex masked-LM sequences per example.", "",
          "## Overall", "", f"Rule: {OVERALL_RULE}.", "",
          "| rank | submission | mean task rank | boards with a result |", "|---:|---|---:|---:|"]
     for rank, n, mean, k in overall(boards):
@@ -123,14 +129,16 @@ def render_markdown(boards: list[Board], n_records: int) -> str:
         metrics = _metric_names(b)
         L += ["", f"## {b.task} (v{b.task_version}) on {b.model}", "",
               f"Model: {b.model_description}, dev accuracy {b.dev_accuracy:.4f}. Main metric: "
-              f"`{b.main_metric}` ({'higher' if b.higher_is_better else 'lower'} is better).", ""]
+              f"`{b.main_metric}` ({'higher' if b.higher_is_better else 'lower'} is better)."
+              + (f" Masked LM: {b.mlm_description}." if b.mlm_description else ""), ""]
         heads = ["rank", "submission", "version"]
         for m in metrics:
             hib = next(r.scores[m].higher_is_better for _, r, _ in b.ranked if m in r.scores)
             heads.append(f"{m} {'↑' if hib else '↓'} [95% CI]")
-        heads += ["ms/example p50", "ms/example p95", "fwd/ex", "bwd/ex", "peak RSS MB", "truncated", "device", "record"]
+        heads += ["ms/example p50", "ms/example p95", "fwd/ex", "bwd/ex", "mlm/ex", "peak RSS MB", "truncated",
+                  "device", "record"]
         L.append("| " + " | ".join(heads) + " |")
-        L.append("|" + "|".join(["---:"] + ["---"] * 2 + ["---"] * len(metrics) + ["---:"] * 6 + ["---", "---"]) + "|")
+        L.append("|" + "|".join(["---:"] + ["---"] * 2 + ["---"] * len(metrics) + ["---:"] * 7 + ["---", "---"]) + "|")
         for rank, r, rel in b.ranked:
             cells = [str(rank), r.submission.name, r.submission.version]
             for m in metrics:
@@ -138,15 +146,42 @@ def render_markdown(boards: list[Board], n_records: int) -> str:
                 cells.append("" if s is None else f"{s.value:.3f} [{s.ci_low:.3f}, {s.ci_high:.3f}]")
             cells += [_ms(r.timing.per_example_p50_s), _ms(r.timing.per_example_p95_s),
                       f"{r.cost.forward_per_example:.1f}", f"{r.cost.backward_per_example:.1f}",
-                      f"{r.memory.peak_rss_mb:.0f}", f"{r.truncation.n_truncated}/{r.truncation.n_inputs}",
+                      f"{r.cost.mlm_per_example:.1f}", f"{r.memory.peak_rss_mb:.0f}", f"{r.truncation.n_truncated}/{r.truncation.n_inputs}",
                       r.timing.device, f"[json](results/{rel})"]
             L.append("| " + " | ".join(cells) + " |")
+        L += _render_tables(b)
         if b.failed:
             L += ["", "Failed submissions (not ranked):", "", "| submission | stage | error |", "|---|---|---|"]
             for r, rel in b.failed:
                 msg = r.error.message.replace("|", "\\|").replace("\n", " ")[:300]
                 L.append(f"| {r.submission.name} | {r.error.stage} | {r.error.type}: {msg} |")
     return "\n".join(L) + "\n"
+
+
+def _render_tables(b: Board) -> list[str]:
+    """Task-specific tables stored in the records (the fragility per-bucket table and plots)."""
+    rows = [(r, r.tables) for _, r, _ in b.ranked if r.tables.get("fragility_buckets")]
+    if not rows:
+        return []
+    from harness.fragility.metrics import BUCKETS
+    from harness.fragility.plots import plot_path
+
+    L = ["", "Fragility per perturbation-ratio bucket: mean clipped Spearman correlation between the original "
+         "and perturbed word maps (inputs in the bucket), under the strongest objective and under random "
+         "selection. Plots: violin plots of the per-input correlation per bucket.", "",
+         "| submission | objective | " + " | ".join(BUCKETS) + " | plot |", "|---|---|" + "---|" * len(BUCKETS) + "---|"]
+    for r, tables in rows:
+        strongest = tables["fragility_summary"][0]["strongest_objective"]
+        for obj in dict.fromkeys([strongest, "random"]):
+            cells = []
+            for bucket in BUCKETS:
+                row = next((x for x in tables["fragility_buckets"] if x["objective"] == obj and x["bucket"] == bucket), None)
+                v = None if row is None else row["spearman_clipped_mean"]
+                cells.append("" if v is None else f"{v:.3f} (n={row['n_inputs']})")
+            plot = plot_path(b.task, b.model, r.submission.name)
+            L.append(f"| {r.submission.name} | {obj}{' (strongest)' if obj == strongest else ''} | "
+                     + " | ".join(cells) + f" | [png]({plot}) |")
+    return L
 
 
 def table_rows(boards: list[Board]) -> list[dict]:
@@ -165,6 +200,7 @@ def table_rows(boards: list[Board]) -> list[dict]:
                         "s_per_example_p95": round(r.timing.per_example_p95_s, 6),
                         "forward_per_example": round(r.cost.forward_per_example, 3),
                         "backward_per_example": round(r.cost.backward_per_example, 3),
+                        "mlm_per_example": round(r.cost.mlm_per_example, 3),
                         "peak_rss_mb": round(r.memory.peak_rss_mb, 1), "device": r.timing.device,
                         "n_truncated": r.truncation.n_truncated, "record": f"results/{rel}"})
             rows.append(row)
@@ -213,4 +249,8 @@ def build(results_dir: Path, out_dir: Path) -> list[Path]:
         p = out_dir / name
         p.write_text(text, encoding="utf-8")
         paths.append(p)
+    if any(r.tables.get("fragility_per_input") for r, _ in records):
+        from harness.fragility.plots import plot_fragility
+
+        paths += plot_fragility([r for r, _ in records], out_dir)
     return paths

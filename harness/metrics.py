@@ -80,3 +80,7 @@ class MeanRankPercentage:
 
     def per_example(self, inputs: MetricInputs) -> np.ndarray:
         return np.array([mean_rank_pct_one(s, g) for s, g in zip(inputs.word_scores, inputs.gold)])
+
+
+# Removal (faithfulness) and plausibility metrics register themselves on import.
+from harness import plausibility_metrics, removal_metrics  # noqa: E402,F401

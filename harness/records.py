@@ -55,6 +55,15 @@ class ModelInfo(_Strict):
     dev_accuracy: float
 
 
+class MaskedLMInfo(_Strict):
+    """The masked LM attached to the run (IM, LIME_BERT and the ``mlm`` removal operator use it)."""
+
+    name: str
+    description: str
+    model_hash: str
+    recipe_hash: Optional[str] = None
+
+
 class Timing(_Strict):
     total_s: float
     per_example_p50_s: float
@@ -89,7 +98,7 @@ class Truncation(_Strict):
 class ErrorInfo(_Strict):
     type: str
     message: str
-    stage: Literal["load", "explain", "validate-output", "metric"]
+    stage: Literal["load", "explain", "validate-output", "metric", "attack"]
     traceback: str = ""
 
 
@@ -112,12 +121,15 @@ class ResultRecord(_Strict):
     submission: SubmissionInfo
     task: TaskInfo
     model: ModelInfo
+    mlm: Optional[MaskedLMInfo] = None
     aggregation: str
     main_metric: str
     scores: dict[str, MetricScore] = Field(default_factory=dict)
     per_example: dict[str, list[float]] = Field(default_factory=dict)
     example_ids: list[str] = Field(default_factory=list)
     diagnostics: dict[str, float] = Field(default_factory=dict)
+    tables: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
+    """Task-specific tables (e.g. the fragility task's per-bucket table)."""
     timing: Optional[Timing] = None
     cost: Optional[Cost] = None
     memory: Optional[Memory] = None

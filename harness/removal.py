@@ -104,6 +104,54 @@ def removed_proba(bundle, segments: Sequence[Segments], removes: Sequence[np.nda
     return np.concatenate(out, 0).astype(np.float64) if out else np.zeros((0, bundle.num_labels))
 
 
+def removed_logits(bundle, segments: Sequence[Segments], removes: Sequence[np.ndarray], operator: str,
+                   batch_size: int | None = None) -> np.ndarray:
+    """Classifier logits (N, C), float64, of N inputs with the flagged words removed by ``operator``.
+
+    Same inputs and batching as :func:`removed_proba`, but the raw logits, so that log-odds
+    (e.g. paper 003's log2(p / (1 - p))) can be computed without loss of precision when the
+    classifier is confident.
+    """
+    import torch
+
+    check_operator(operator)
+    if len(segments) != len(removes):
+        raise ValueError(f"{len(segments)} inputs but {len(removes)} removal masks")
+    removes = [np.asarray(r, dtype=bool) for r in removes]
+    for i, (s, r) in enumerate(zip(segments, removes)):
+        n = sum(len(x) for x in s)
+        if r.shape != (n,):
+            raise ValueError(f"removal mask {i} has shape {r.shape}, input has {n} words")
+    if operator in ("delete", "mlm"):
+        inputs = ([keep_words(s, ~r) for s, r in zip(segments, removes)] if operator == "delete"
+                  else mlm_fill(bundle, segments, removes))
+        removes = [np.zeros(sum(len(x) for x in s), dtype=bool) for s in inputs]
+        segments, operator = inputs, "none"
+    token_id = {"mask": bundle.mask_token_id, "unk": bundle.unk_token_id, "pad": bundle.pad_token_id}.get(operator)
+    if operator not in ("zero", "none") and token_id is None:
+        raise ValueError(f"removal operator {operator!r}: the tokenizer has no such special token")
+    bs = batch_size or bundle.predict_batch_size
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(segments), bs):
+            enc = bundle.encode(list(segments[start:start + bs]))
+            hit = torch.zeros_like(enc.input_ids, dtype=torch.bool)
+            for b, row in enumerate(enc.word_ids):
+                r = removes[start + b]
+                for t, w in enumerate(row):
+                    if w is not None and w < r.size and r[w]:
+                        hit[b, t] = True
+            if operator == "zero":
+                emb = bundle.embeddings(enc.input_ids).masked_fill(hit.unsqueeze(-1), 0.0)
+                z = bundle.logits(attention_mask=enc.attention_mask, token_type_ids=enc.token_type_ids,
+                                  inputs_embeds=emb)
+            else:
+                ids = enc.input_ids if operator == "none" else enc.input_ids.masked_fill(hit, int(token_id))
+                z = bundle.logits(ids, enc.attention_mask, enc.token_type_ids)
+            out.append(z.double().cpu().numpy())
+    return np.concatenate(out, 0) if out else np.zeros((0, bundle.num_labels))
+
+
 def removed_token_ids(bundle, segments: Segments, remove: np.ndarray, operator: str) -> list[int]:
     """The classifier's token ids for one input after removal (for inspection and tests)."""
     check_operator(operator)

@@ -30,11 +30,11 @@ from harness.models import ReferenceModel, train_reference_model
 from harness.outputs import OutputError, check_attributions, check_extras, word_maps
 from harness.protocols import Attributions, MetricInputs
 from harness.provenance import REPO_ROOT, provenance
-from harness.records import (Cost, ErrorInfo, Memory, MetricScore, ModelInfo, ResultRecord,
+from harness.records import (Cost, ErrorInfo, MaskedLMInfo, Memory, MetricScore, ModelInfo, ResultRecord,
                              SubmissionInfo, TaskInfo, Timing, Truncation)
 from harness.stats import bootstrap_ci, percentile
 from harness.submission import Submission
-from harness.task import PreparedTask, Task
+from harness.task import CustomTask, PreparedTask, Task
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,17 @@ class RunConfig:
     batch_size: int = 16
     force: bool = False
     device: str = "auto"
+    all_submissions: bool = False
+    """Run every submission on every task, also on tasks that declare ``default_submissions``."""
+    threads: int | str | None = "auto"
+    """torch intra-op threads on CPU: an int, None (torch's default), or ``"auto"``: 1 thread for
+    a small reference model (recipe ``tiny-bert`` with hidden size <= 256, whose matmuls gain
+    nothing from threads while extra threads spin-wait on shared cores), torch's default otherwise."""
+    mlm: str | None = None
+    """The run's masked LM: ``None`` = automatic (``bert-base-uncased`` for a hub reference model
+    (recipe kind ``hf``), else the offline ``tiny`` one trained on the task's training corpus),
+    a preset of :func:`harness.mlm.mlm_recipe_from` (``tiny``, ``bert-base-uncased``,
+    ``hf:<name>``), or ``"none"`` (no masked LM: IM, LIME_BERT and ``mlm`` removal then fail)."""
 
 
 @dataclass
@@ -60,6 +71,8 @@ class TaskContext:
     ref: ReferenceModel
     targets: list[int]
     truncated: list[bool]
+    mlm: Any = None
+    """The task's masked LM (also attached to ``ref.bundle.mlm``), or None."""
 
 
 @dataclass
@@ -90,7 +103,16 @@ def device_label(device) -> str:
     return "cpu"
 
 
+def mlm_choice(task: Task, config: RunConfig) -> str | None:
+    """Which masked LM a run of ``task`` uses (see :attr:`RunConfig.mlm`); None for none."""
+    if config.mlm is not None:
+        return None if config.mlm == "none" else config.mlm
+    return "bert-base-uncased" if task.spec.model.kind == "hf" else "tiny"
+
+
 def prepare_task(task: Task, config: RunConfig) -> TaskContext:
+    from harness.mlm import attach_mlm, build_task_mlm
+
     data = task.prepare()
     ref = train_reference_model(task.spec.model, data.train, data.dev, task.spec.num_labels,
                                 config.cache_dir, task.spec.name)
@@ -98,13 +120,48 @@ def prepare_task(task: Task, config: RunConfig) -> TaskContext:
     dev = _device(config.device)
     bundle.model.to(dev)
     bundle.device = dev
+    choice = mlm_choice(task, config)
+    mlm = None
+    if choice is not None:
+        mlm = build_task_mlm(choice, data.train, config.cache_dir, task.spec.name, device=dev)
+        log.info("task %s: masked LM %s (%s)", task.spec.name, mlm.name, mlm.description)
+    attach_mlm(bundle, mlm)
     segs = [e.segments for e in data.examples]
     probs = bundle.proba_of_segments(segs)
     targets = probs.argmax(-1).astype(int).tolist()
     from harness.encoding import truncated_flags
 
     truncated = truncated_flags(bundle.tokenizer, segs, bundle.max_length)
-    return TaskContext(task, data, ref, targets, truncated)
+    return TaskContext(task, data, ref, targets, truncated, mlm)
+
+
+#: Harness code that submissions import (shared explainer helpers, removal operators, the
+#: masked-LM wrapper): part of every run key, so editing it recomputes cached attributions.
+SHARED_EXPLAINER_CODE = ("explainers", "explain_utils.py", "removal.py", "mlm.py")
+
+
+def shared_code_hash() -> str:
+    from harness.provenance import hash_tree
+
+    root = Path(__file__).resolve().parent
+    return _h({name: hash_tree(root / name) for name in SHARED_EXPLAINER_CODE if (root / name).exists()})
+
+
+def member_code_hashes(sub: Submission) -> dict[str, str] | None:
+    """Code hashes of the submissions a composite submission (an ensemble) runs, named in its
+    ``members`` parameter, so that editing a member recomputes the composite too."""
+    members = sub.params.get("members")
+    if not isinstance(members, (list, tuple)):
+        return None
+    from harness.submission import resolve
+
+    out = {}
+    for m in members:
+        try:
+            out[str(m)] = resolve(str(m)).code_hash
+        except Exception:  # an unknown member fails at construction, with its own message
+            out[str(m)] = "?"
+    return out
 
 
 def run_key(sub: Submission, ctx: TaskContext, config: RunConfig) -> str:
@@ -113,6 +170,8 @@ def run_key(sub: Submission, ctx: TaskContext, config: RunConfig) -> str:
         "code": sub.code_hash, "params": sub.params, "task": ctx.task.spec.hash(),
         "data": ctx.data.data_hash, "model": ctx.ref.model_hash, "seed": config.seed,
         "aggregation": config.aggregation, "batch_size": config.batch_size,
+        "mlm": getattr(ctx.mlm, "model_hash", None), "shared_code": shared_code_hash(),
+        "members": member_code_hashes(sub),
     })
 
 
@@ -196,6 +255,9 @@ def _base_record(sub: Submission, ctx: TaskContext, config: RunConfig, key: str,
                       data_source=f"{spec.dataset.source}:{spec.dataset.id}"),
         model=ModelInfo(name=ctx.ref.bundle.name, description=ctx.ref.description, recipe_hash=ctx.ref.recipe.hash(),
                         model_hash=ctx.ref.model_hash, dev_accuracy=ctx.ref.dev_accuracy),
+        mlm=None if ctx.mlm is None else MaskedLMInfo(
+            name=ctx.mlm.name, description=ctx.mlm.description, model_hash=ctx.mlm.model_hash,
+            recipe_hash=getattr(ctx.mlm, "recipe_hash", None)),
         aggregation=config.aggregation, main_metric=spec.main_metric,
         truncation=Truncation(policy=TRUNCATION_POLICY, max_length=ctx.ref.bundle.max_length,
                               n_inputs=len(ctx.truncated), n_truncated=int(sum(ctx.truncated))),
@@ -223,7 +285,79 @@ def score(metric_names: Sequence[str], maps, ctx: TaskContext) -> tuple[dict, di
     return scores, per_example
 
 
+def _error_record(sub, ctx, config, key, f: "_Failure") -> ResultRecord:
+    log.error("%s on %s failed at %s: %s: %s", sub.name, ctx.task.spec.name, f.stage,
+              type(f.exc).__name__, f.exc)
+    return ResultRecord(**_base_record(sub, ctx, config, key, "error"),
+                        error=ErrorInfo(type=type(f.exc).__name__, message=str(f.exc)[:2000],
+                                        stage=f.stage, traceback=f.tb[-4000:]))
+
+
+def run_custom(sub: Submission, ctx: TaskContext, config: RunConfig) -> ResultRecord:
+    """A :class:`~harness.task.CustomTask` (e.g. fragility): the task drives the explainer."""
+    import torch
+
+    from harness.fragility.attack import ExplainerCallError
+
+    key = run_key(sub, ctx, config)
+    bundle = ctx.ref.bundle
+    try:
+        try:
+            explainer = sub.instantiate()
+        except Exception as e:
+            raise _Failure("load", e, traceback.format_exc()) from e
+        torch.manual_seed(config.seed)
+        before = bundle.counter.snapshot()
+        with PeakMemory() as mem:
+            t0 = time.perf_counter()
+            try:
+                ev = ctx.task.evaluate(explainer, bundle, ctx.data.examples, ctx.targets, config.seed)
+            except ExplainerCallError as e:
+                cause = e.__cause__ or e
+                raise _Failure("explain", cause, traceback.format_exc()) from e
+            except OutputError as e:
+                raise _Failure("validate-output", e, traceback.format_exc()) from e
+            except Exception as e:
+                raise _Failure("attack", e, traceback.format_exc()) from e
+            if bundle.device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - t0
+        after = bundle.counter.snapshot()
+        bundle.model.eval()
+        try:
+            scores, per_example = {}, {}
+            for name, vals in ev.per_example.items():
+                values = np.asarray(vals, dtype=np.float64)
+                mean, lo, hi = bootstrap_ci(values)
+                scores[name] = MetricScore(value=mean, ci_low=lo, ci_high=hi, higher_is_better=ev.higher_is_better[name],
+                                           family=ev.family[name], n=int(values.size),
+                                           details={k: float(v) for k, v in sorted(ev.details.get(name, {}).items())})
+                per_example[name] = values.tolist()
+            if ctx.task.spec.main_metric not in scores:
+                raise ValueError(f"task evaluation returned no main metric {ctx.task.spec.main_metric!r}")
+        except Exception as e:
+            raise _Failure("metric", e, traceback.format_exc()) from e
+    except _Failure as f:
+        return _error_record(sub, ctx, config, key, f)
+    n = len(ctx.data.examples)
+    fwd, bwd, mlm = (a - b for a, b in zip(after, before))
+    dev = bundle.device
+    base = _base_record(sub, ctx, config, key, "ok")
+    base["aggregation"] = ctx.task.spec.params.get("aggregation", config.aggregation)
+    return ResultRecord(
+        **base, scores=scores, per_example=per_example, example_ids=[e.id for e in ctx.data.examples],
+        tables=ev.tables,
+        timing=Timing(total_s=seconds, per_example_p50_s=seconds / n, per_example_p95_s=seconds / n,
+                      per_example_mean_s=seconds / n, device=device_label(dev), cuda_synchronized=dev.type == "cuda"),
+        cost=Cost(forward_passes=fwd, backward_passes=bwd, mlm_calls=mlm, forward_per_example=fwd / n,
+                  backward_per_example=bwd / n, mlm_per_example=mlm / n),
+        memory=Memory(peak_rss_mb=mem.peak_rss_mb, peak_cuda_mb=mem.peak_cuda_mb),
+    )
+
+
 def run_submission(sub: Submission, ctx: TaskContext, config: RunConfig) -> ResultRecord:
+    if isinstance(ctx.task, CustomTask):
+        return run_custom(sub, ctx, config)
     key = run_key(sub, ctx, config)
     try:
         chunks = _explain_chunks(sub, ctx, config, key)
@@ -233,11 +367,7 @@ def run_submission(sub: Submission, ctx: TaskContext, config: RunConfig) -> Resu
         except Exception as e:
             raise _Failure("metric", e, traceback.format_exc()) from e
     except _Failure as f:
-        log.error("%s on %s failed at %s: %s: %s", sub.name, ctx.task.spec.name, f.stage,
-                  type(f.exc).__name__, f.exc)
-        return ResultRecord(**_base_record(sub, ctx, config, key, "error"),
-                            error=ErrorInfo(type=type(f.exc).__name__, message=str(f.exc)[:2000],
-                                            stage=f.stage, traceback=f.tb[-4000:]))
+        return _error_record(sub, ctx, config, key, f)
     n = len(maps)
     per_ex_time = [c["seconds"] / c["n"] for c in chunks for _ in range(c["n"])]
     fwd, bwd, mlm = (sum(c[k] for c in chunks) for k in ("forward", "backward", "mlm"))
@@ -263,9 +393,28 @@ def run_submission(sub: Submission, ctx: TaskContext, config: RunConfig) -> Resu
     )
 
 
+def apply_threads(task: Task, config: RunConfig) -> int:
+    """Set torch's intra-op thread count for ``task`` (see :attr:`RunConfig.threads`); returns it."""
+    import torch
+
+    want = config.threads
+    if want == "auto":
+        recipe = task.spec.model
+        small = recipe.kind == "tiny-bert" and recipe.hidden_size <= 256
+        want = 1 if small and _device(config.device).type == "cpu" else None
+    if want is not None:
+        torch.set_num_threads(max(1, int(want)))
+    return torch.get_num_threads()
+
+
 def run_grid(tasks: Sequence[Task], submissions: Sequence[Submission], config: RunConfig) -> RunSummary:
+    import torch
+
     summary = RunSummary()
+    default_threads = torch.get_num_threads()
     for task in tasks:
+        torch.set_num_threads(default_threads)
+        log.info("task %s: %d torch threads", task.spec.name, apply_threads(task, config))
         try:
             ctx = prepare_task(task, config)
         except Exception as e:
@@ -275,7 +424,12 @@ def run_grid(tasks: Sequence[Task], submissions: Sequence[Submission], config: R
             continue
         log.info("task %s: %d examples, model %s (dev accuracy %.4f), %d inputs truncated",
                  task.spec.name, len(ctx.data.examples), ctx.ref.description, ctx.ref.dev_accuracy, sum(ctx.truncated))
+        allowed = getattr(task, "default_submissions", None)
         for sub in submissions:
+            if allowed is not None and not config.all_submissions and sub.name not in allowed:
+                log.info("%s on %s: not in the task's default submissions %s, skipped (use --all-submissions)",
+                         sub.name, task.spec.name, list(allowed))
+                continue
             path = result_path(config, ctx, sub)
             key = run_key(sub, ctx, config)
             if path.exists() and not config.force:

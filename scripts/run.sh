@@ -3,5 +3,5 @@
 # Extra arguments go to `attriboard run` (e.g. --n-eval 100, --submissions lime random).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --with-minilm --with-spacy
 exec .venv/bin/attriboard run "$@"

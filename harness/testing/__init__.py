@@ -1,4 +1,4 @@
-"""Tiny offline fixtures shipped with the package: a word tokenizer, a tiny BERT, tiny inputs.
+"""Tiny offline fixtures shipped with the package: a word tokenizer, a tiny BERT, a tiny masked LM, tiny inputs.
 
 Method authors use these to smoke-test a submission without any download::
 
@@ -46,8 +46,27 @@ def _tiny_model_state(seed: int, num_labels: int):
     return tok, model.state_dict(), model.config
 
 
-def tiny_bundle(seed: int = 0, num_labels: int = 2, sensitive: bool = False):
+TINY_MLM_RECIPE = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                       max_position_embeddings=64, max_length=64, epochs=150, batch_size=16, lr=1e-2,
+                       dropout=0.0, seed=0)
+
+
+@lru_cache(maxsize=1)
+def tiny_mlm():
+    """A tiny word-level masked LM over :func:`tiny_vocab`, trained for about a second on the
+    tiny sentences and pairs (BERT masking, 150 epochs of full batches, single-threaded); built once per process.
+    It restores frequent words of those inputs (e.g. "the" in "the film was good positive")."""
+    from harness.mlm import MLMRecipe, train_tiny_mlm_in_memory
+
+    return train_tiny_mlm_in_memory(TINY_SENTENCES + TINY_PAIRS, MLMRecipe(**TINY_MLM_RECIPE),
+                                    vocab=tiny_vocab(), name="tiny-test-mlm")
+
+
+def tiny_bundle(seed: int = 0, num_labels: int = 2, sensitive: bool = False, mlm: bool = True):
     """A freshly built (untrained, seeded) tiny BERT bundle; a new model object per call.
+
+    With ``mlm=True`` (default) the bundle carries the tiny masked LM (:func:`tiny_mlm`),
+    counting into this bundle's counter, so IM, LIME_BERT and ``mlm`` removal can run.
 
     An untrained tiny BERT is nearly constant (p ~ 0.50 for every input, attributions ~1e-6),
     too flat for checks such as batch invariance to catch anything.  ``sensitive=True``
@@ -69,7 +88,12 @@ def tiny_bundle(seed: int = 0, num_labels: int = 2, sensitive: bool = False):
                     module.weight.mul_(20.0)
             model.get_input_embeddings().weight.mul_(10.0)
     name = f"tiny-test-bert-s{seed}" + ("-sensitive" if sensitive else "")
-    return ModelBundle(model, tok, name, num_labels, max_length=64)
+    bundle = ModelBundle(model, tok, name, num_labels, max_length=64)
+    if mlm:
+        from harness.mlm import attach_mlm
+
+        attach_mlm(bundle, tiny_mlm())
+    return bundle
 
 
 def tiny_batch(bundle, pairs: bool = False, seed: int = 0):
