@@ -109,7 +109,7 @@ def test_batched(benchmark, throughput, setup, method):
     benchmark.group = method
     explainer = REGISTRY.get(method).instantiate()
     explainer.explain(bundle, batch)  # warm-up (not timed)
-    rounds = 3 if method in FAST_ROUNDS else 1
+    rounds = 5 if method in ("integrated_gradients", "smoothgrad") else 3 if method in FAST_ROUNDS else 1
     _record(benchmark, throughput, method, "batched", len(rows), bundle,
             lambda: explainer.explain(bundle, batch), rounds)
 
@@ -295,8 +295,8 @@ def _naive_im(bundle, singles):
 
 NAIVE = {
     "gradient": (_naive_gradient, N_BATCH, 3),
-    "integrated_gradients": (_naive_ig, N_BATCH, 2),
-    "smoothgrad": (_naive_smoothgrad, N_BATCH, 2),
+    "integrated_gradients": (_naive_ig, N_BATCH, 3),
+    "smoothgrad": (_naive_smoothgrad, N_BATCH, 3),
     "deeplift": (_naive_deeplift, N_BATCH, 2),
     "occlusion": (_naive_occlusion, N_BATCH, 1),
     "lime": (_naive_lime, N_NAIVE_SLOW, 1),

@@ -62,6 +62,74 @@ def fit_segments(tokenizer, segments: Segments, max_length: int) -> tuple[Segmen
     return tuple(tuple(s) for s in segs), truncated
 
 
+def _backend(tokenizer):
+    """The Rust ``tokenizers.Tokenizer`` of a right-padding fast tokenizer (else None)."""
+    if not getattr(tokenizer, "is_fast", False) or getattr(tokenizer, "padding_side", "right") != "right":
+        return None
+    return getattr(tokenizer, "backend_tokenizer", None)
+
+
+def backend_encodings(backend, rows, n_seg: int):
+    """Unpadded, untruncated ``tokenizers.Encoding`` of each word-level input (special tokens
+    added), from one ``encode_batch`` of a fast tokenizer's Rust backend.  The backend's own
+    truncation and padding settings are switched off for the call and restored afterwards."""
+    inputs = [list(r[0]) if n_seg == 1 else (list(r[0]), list(r[1])) for r in rows]
+    trunc, pad = backend.truncation, backend.padding
+    try:
+        if trunc is not None:
+            backend.no_truncation()
+        if pad is not None:
+            backend.no_padding()
+        return backend.encode_batch(inputs, is_pretokenized=True, add_special_tokens=True)
+    finally:
+        if trunc is not None:
+            backend.enable_truncation(**{k: v for k, v in trunc.items()
+                                         if k in ("max_length", "stride", "strategy", "direction")})
+        if pad is not None:
+            backend.enable_padding(**{k: v for k, v in pad.items()
+                                      if k in ("direction", "pad_id", "pad_type_id", "pad_token", "length",
+                                               "pad_to_multiple_of")})
+
+
+class _BackendBatch:
+    """The result of ``tokenizer(..., is_split_into_words=True, padding=True, truncation=False,
+    return_tensors="pt", return_special_tokens_mask=True, return_token_type_ids=True)`` for a fast
+    tokenizer, computed by one ``encode_batch`` of its Rust backend (:func:`backend_encodings`:
+    the same encodings, without the Python-side conversion that dominates the cost for short
+    inputs), padded here the way the backend pads (pad id, pad type id, special-token mask 1,
+    attention 0).  Checked against the tokenizer's own call in ``tests/test_zoo.py``."""
+
+    def __init__(self, tokenizer, backend, rows, n_seg: int):
+        encs = backend_encodings(backend, rows, n_seg)
+        T = max(len(e.ids) for e in encs)
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        pad_type = getattr(tokenizer, "pad_token_type_id", 0) or 0
+        ids, types, special, att = [], [], [], []
+        for e in encs:
+            k = T - len(e.ids)
+            ids.append(e.ids + [pad_id] * k)
+            types.append(e.type_ids + [pad_type] * k)
+            special.append(e.special_tokens_mask + [1] * k)
+            att.append(e.attention_mask + [0] * k)
+        self._data = {"input_ids": torch.tensor(ids, dtype=torch.long),
+                      "token_type_ids": torch.tensor(types, dtype=torch.long),
+                      "special_tokens_mask": torch.tensor(special, dtype=torch.long),
+                      "attention_mask": torch.tensor(att, dtype=torch.long)}
+        self._encs = encs
+
+    def __getitem__(self, key):
+        return self._data[key]
+
+    def get(self, key, default=None):
+        return self._data.get(key, default)
+
+    def word_ids(self, i: int):
+        return list(self._encs[i].word_ids) + [None] * (self._data["input_ids"].shape[1] - len(self._encs[i].ids))
+
+    def sequence_ids(self, i: int):
+        return list(self._encs[i].sequence_ids) + [None] * (self._data["input_ids"].shape[1] - len(self._encs[i].ids))
+
+
 def encode(tokenizer, batch_segments: list[Segments], max_length: int, device=None) -> Encoded:
     """Encode B inputs (1 or 2 segments each, all with the same count) into a padded batch."""
     if not batch_segments:
@@ -73,7 +141,11 @@ def encode(tokenizer, batch_segments: list[Segments], max_length: int, device=No
         raise ValueError(f"inputs must have 1 or 2 segments, got {n_seg}")
     fitted, truncated = list(batch_segments), [False] * len(batch_segments)
 
+    fast = _backend(tokenizer)
+
     def tokenize(rows):
+        if fast is not None:
+            return _BackendBatch(tokenizer, fast, rows, n_seg)
         args = [[list(s[k]) for s in rows] for k in range(n_seg)]
         return tokenizer(*args, is_split_into_words=True, padding=True, truncation=False, return_tensors="pt",
                          return_special_tokens_mask=True, return_token_type_ids=True)

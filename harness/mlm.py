@@ -174,11 +174,13 @@ class WordMaskedLM:
             if not pos:
                 out[i] = []
                 continue
-            hit = set(pos)
+            words = [w for sgm in segs for w in sgm]
+            for p in pos:
+                words[p] = mask
             masked, j = [], 0
-            for s in segs:
-                masked.append(tuple(mask if (j + t) in hit else w for t, w in enumerate(s)))
-                j += len(s)
+            for sgm in segs:
+                masked.append(tuple(words[j:j + len(sgm)]))
+                j += len(sgm)
             todo.append((i, tuple(masked), pos, segs))
         if not todo:
             return out
@@ -186,7 +188,7 @@ class WordMaskedLM:
         groups: dict[tuple[int, int], list] = {}
         for nseg in sorted({len(t[1]) for t in todo}):
             items = [t for t in todo if len(t[1]) == nseg]
-            for t, tokens in zip(items, self._tokenize([t[1] for t in items])):
+            for t, tokens in zip(items, self._tokenize(items)):
                 groups.setdefault((nseg, len(tokens[0])), []).append((t, tokens))
         dev = self.device
         use_types = "token_type_ids" in _forward_args(self.model)
@@ -205,33 +207,52 @@ class WordMaskedLM:
                     self._collect([t for t, _ in part], [tok[2] for _, tok in part], logits, k, out)
         return out
 
-    def _tokenize(self, masked: list) -> list[tuple[list[int], list[int] | None, list]]:
-        """(token ids, token type ids, word index per token) of each masked input, one tokenizer
-        call; an input over ``max_length`` tokens goes through the harness's truncation policy."""
-        from harness.encoding import encode
+    def _tokenize(self, items: list) -> list[tuple[list[int], list[int] | None, dict]]:
+        """Per masked input (``(i, masked segments, positions, segments)``): token ids, token type
+        ids and {masked word position: its [MASK] token index}, from one tokenizer call.  An input
+        over ``max_length`` tokens goes through the harness's truncation policy."""
+        from harness.encoding import _backend, backend_encodings, encode
 
+        masked = [t[1] for t in items]
         n_seg = len(masked[0])
-        args = [[list(m[k]) for m in masked] for k in range(n_seg)]
-        enc = self.tokenizer(*args, is_split_into_words=True, add_special_tokens=True, truncation=False,
-                             return_token_type_ids=True)
-        types = enc.get("token_type_ids")
+        backend = _backend(self.tokenizer)
+        if backend is not None:
+            encs = backend_encodings(backend, masked, n_seg)
+            rows = [(e.ids, e.type_ids, e) for e in encs]
+            alignment = lambda e: (e.word_ids, e.sequence_ids)  # noqa: E731  (only when needed)
+        else:
+            enc = self.tokenizer(*[[list(m[k]) for m in masked] for k in range(n_seg)], is_split_into_words=True,
+                                 add_special_tokens=True, truncation=False, return_token_type_ids=True)
+            types = enc.get("token_type_ids")
+            rows = [(enc["input_ids"][i], None if types is None else types[i], i) for i in range(len(masked))]
+            alignment = lambda i: (enc.word_ids(i), enc.sequence_ids(i))  # noqa: E731
+        mask_id = self.tokenizer.mask_token_id
         out = []
-        for i, m in enumerate(masked):
-            ids = enc["input_ids"][i]
+        for (_, m, pos, _segs), (ids, type_ids, handle) in zip(items, rows):
             if len(ids) > self.max_length:
                 e = encode(self.tokenizer, [m], self.max_length)
-                tt = None if e.token_type_ids is None else e.token_type_ids[0].tolist()
-                out.append((e.input_ids[0].tolist(), tt, e.word_ids[0]))
-                continue
-            offsets = [0]
-            for s in m[:-1]:
-                offsets.append(offsets[-1] + len(s))
-            word_ids = [None if w is None or q is None else offsets[q] + w
-                        for w, q in zip(enc.word_ids(i), enc.sequence_ids(i))]
-            out.append((ids, None if types is None else types[i], word_ids))
+                ids = e.input_ids[0].tolist()
+                type_ids = None if e.token_type_ids is None else e.token_type_ids[0].tolist()
+                word_ids = e.word_ids[0]
+            else:
+                wanted = sorted(set(pos))
+                where = [t for t, x in enumerate(ids) if x == mask_id]
+                if len(where) == len(wanted):  # the usual case: one [MASK] per masked word, in order
+                    out.append((ids, type_ids, dict(zip(wanted, where))))
+                    continue
+                offsets = [0]  # e.g. a literal "[MASK]" in the text: align through word ids
+                for sgm in m[:-1]:
+                    offsets.append(offsets[-1] + len(sgm))
+                wids, seqs = alignment(handle)
+                word_ids = [None if w is None or q is None else offsets[q] + w for w, q in zip(wids, seqs)]
+            first: dict = {}
+            for t, w in enumerate(word_ids):
+                if w is not None and w not in first:
+                    first[w] = t
+            out.append((ids, type_ids, {p: first[p] for p in set(pos) if p in first}))
         return out
 
-    def _collect(self, chunk, word_ids, logits, k, out) -> None:
+    def _collect(self, chunk, locate, logits, k, out) -> None:
         import torch
 
         allowed = self._allowed.to(logits.device)
@@ -241,31 +262,29 @@ class WordMaskedLM:
         allowed = allowed[:V]
         kk = min(k, int(allowed.sum()))
         # every masked position of the chunk in one log-softmax / top-k
-        rows, cols, slots = [], [], []
-        for b, (i, _masked, pos, segs) in enumerate(chunk):
-            where = {}
-            for t, w in enumerate(word_ids[b]):
-                if w is not None and w not in where:
-                    where[w] = t
-            for p in pos:
-                t = where.get(p)
-                if t is not None:
-                    rows.append(b)
-                    cols.append(t)
-                    slots.append((b, p))
-        top: dict = {}
+        rows, cols, counts = [], [], []
+        for b, loc in enumerate(locate):
+            rows.extend([b] * len(loc))
+            cols.extend(loc.values())
+            counts.append(len(loc))
+        results: list = []
         if rows:
             lp = torch.log_softmax(logits[rows, cols].double(), -1).masked_fill(~allowed, float("-inf"))
             vals, idx = torch.topk(lp, kk, dim=-1)
-            probs = torch.exp(vals).tolist()
-            tokens = self._tokens
-            idx = idx.tolist()
-            for (b, p), ps, js in zip(slots, probs, idx):
-                top[(b, p)] = [(tokens[j], q) for q, j in zip(ps, js)]
+            probs, idx, tokens = torch.exp(vals).tolist(), idx.tolist(), self._tokens
+            if kk == 1:
+                results = [[(tokens[js[0]], ps[0])] for ps, js in zip(probs, idx)]
+            else:
+                results = [[(tokens[j], q) for q, j in zip(ps, js)] for ps, js in zip(probs, idx)]
+        start = 0
         for b, (i, _masked, pos, segs) in enumerate(chunk):
-            words = [w for s in segs for w in s]
-            # a position cut by the masked LM's truncation has nothing to propose but itself
-            out[i] = [top.get((b, p), [(words[p], 1.0)]) for p in pos]
+            found = dict(zip(locate[b].keys(), results[start:start + counts[b]]))
+            start += counts[b]
+            if len(found) == len(set(pos)):
+                out[i] = [found[p] for p in pos]
+            else:  # a position cut by the masked LM's truncation has nothing to propose but itself
+                words = [w for sgm in segs for w in sgm]
+                out[i] = [found.get(p, [(words[p], 1.0)]) for p in pos]
 
 
 def _forward_args(model) -> set[str]:

@@ -34,12 +34,12 @@ def check_operator(operator: str) -> str:
 
 
 def _replace_words(segments: Segments, remove: Sequence[bool], fills: Sequence[str]) -> Segments:
-    out, k, f = [], 0, iter(fills)
+    words = [w for seg in segments for w in seg]
+    for j, fill in zip(np.flatnonzero(np.asarray(remove, dtype=bool)).tolist(), fills):
+        words[j] = fill
+    out, k = [], 0
     for seg in segments:
-        words = []
-        for j, w in enumerate(seg):
-            words.append(next(f) if remove[k + j] else w)
-        out.append(tuple(words))
+        out.append(tuple(words[k:k + len(seg)]))
         k += len(seg)
     return tuple(out)
 

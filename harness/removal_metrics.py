@@ -402,3 +402,21 @@ def removal_metric_params(operator: str = "delete", bins: Sequence[float] = DEFA
     curve = {"operator": operator, "curve_fraction": _check_fraction(curve_fraction)}
     return {"comprehensiveness": aopc, "sufficiency": aopc, "norm_comprehensiveness": aopc,
             "norm_sufficiency": aopc, "deletion_auc": curve, "insertion_auc": curve}
+
+
+def register_removal_variant(name: str, base: str, **defaults):
+    """Register ``name`` as ``base`` with other default parameters, so that one task can report
+    the same removal metric under two operators side by side (T5: ``deletion_auc`` and a
+    Deletion_BERT ``register_removal_variant("deletion_bert_auc", "deletion_auc", operator="mlm")``).
+    Parameters given in ``TaskSpec.metric_params`` still override the defaults."""
+    from harness.metrics import METRICS
+
+    cls = METRICS.get(base)
+
+    class Variant(cls):  # type: ignore[misc, valid-type]
+        def __init__(self, **params):
+            super().__init__(**{**defaults, **params})
+
+    Variant.__name__ = Variant.__qualname__ = f"{cls.__name__}_{name}"
+    Variant.__doc__ = f"{cls.__doc__} (registered as {name!r} with defaults {defaults})"
+    return register_metric(name)(Variant)

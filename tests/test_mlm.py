@@ -206,3 +206,49 @@ def test_tiny_test_mlm_is_attached_and_trained():
     fills = bundle.mlm.top_fills([TINY_SENTENCES[0]], [[0]], k=2)
     assert fills[0][0][0][0] == "the"
     assert tiny_bundle(mlm=False).mlm is None
+
+
+def test_literal_mask_word_in_the_text_is_not_confused_with_a_masked_position(trained):
+    mlm, _ = trained
+    segs = (("the", "[MASK]", "was", "dull"),)  # a literal [MASK] word at position 1
+    fills = mlm.top_fills([segs], [[2]], k=1)
+    ref = mlm.top_fills([(("the", "[MASK]", "[MASK]", "dull"),)], [[1, 2]], k=1)
+    assert len(fills[0]) == 1 and fills[0][0] == ref[0][1]
+
+
+def test_fast_encoding_equals_the_tokenizers_own_call(tmp_path):
+    """harness.encoding's Rust-backend path gives exactly what tokenizer(...) gives."""
+    import random
+
+    from transformers import BertTokenizerFast
+
+    from harness import encoding as E
+    from harness.models import build_word_tokenizer
+
+    vocab = ["[PAD]", "[unused0]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "film", "was", "good", "gr",
+             "##eat", "##s", "dull"]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    toks = [build_word_tokenizer(["the", "film", "was", "good", "a"], 16),
+            BertTokenizerFast(str(tmp_path / "vocab.txt"), do_lower_case=True, model_max_length=16)]
+    words = ["the", "film", "Was", "GOOD", "greats", "great", "zzz", "a", "dull", "[MASK]"]
+    rng = random.Random(0)
+    for tok in toks:
+        tok("a b", truncation=True, max_length=3, padding="max_length")  # settings left on the backend
+        settings = (tok.backend_tokenizer.truncation, tok.backend_tokenizer.padding)
+        for n_seg in (1, 2):
+            for _ in range(25):
+                batch = [tuple(tuple(rng.choice(words) for _ in range(rng.randint(0, 9))) for _ in range(n_seg))
+                         for _ in range(rng.randint(1, 4))]
+                fast = E.encode(tok, batch, 12)
+                if not any(fast.truncated):  # (refitting an over-long input calls the tokenizer itself)
+                    assert (tok.backend_tokenizer.truncation, tok.backend_tokenizer.padding) == settings
+                real = E._backend
+                E._backend = lambda t: None
+                try:
+                    ref = E.encode(tok, batch, 12)
+                finally:
+                    E._backend = real
+                tok("a b", truncation=True, max_length=3, padding="max_length")
+                for f in ("input_ids", "attention_mask", "token_type_ids", "special_tokens_mask"):
+                    assert torch.equal(getattr(fast, f), getattr(ref, f)), (f, batch)
+                assert (fast.word_ids, fast.segments, fast.truncated) == (ref.word_ids, ref.segments, ref.truncated)

@@ -276,3 +276,13 @@ def test_random_maps_score_low_and_oracle_maps_score_one():
     for name in ("iou_best_tau", "auprc", "token_f1_at_k"):
         assert get_metric(name).per_example(best).mean() == pytest.approx(1.0)
         assert get_metric(name).per_example(rand).mean() < 0.35
+
+
+def test_removal_variant_registers_another_operator_default():
+    from harness.metrics import METRICS
+
+    if "deletion_auc_test_mask" not in METRICS.names():
+        rm.register_removal_variant("deletion_auc_test_mask", "deletion_auc", operator="mask")
+    m = get_metric("deletion_auc_test_mask")
+    assert m.operator == "mask" and not m.higher_is_better and m.family == "faithfulness"
+    assert get_metric("deletion_auc_test_mask", operator="unk").operator == "unk"

@@ -136,9 +136,13 @@ def _cls_only_layer(layer):
     import torch
 
     class ClsOnlyBertLayer(torch.nn.Module):
-        """The last BERT layer evaluated for the [CLS] position only (its keys and values still
-        come from every token).  A sequence classifier reads nothing else of that layer, so
-        the logits are those of the full layer; about a third of the work is skipped."""
+        """The last BERT layer evaluated for the [CLS] position only.  A sequence classifier reads
+        nothing else of that layer, so the logits are those of the full layer.
+
+        The [CLS] query attends to keys and values of every token without projecting them:
+        q . (W_k h_t + b_k) = (W_k^T q) . h_t + const (the constant cancels in the softmax) and
+        sum_t p_t (W_v h_t + b_v) = W_v (sum_t p_t h_t) + b_v, per head (exact algebra; the
+        layer's cost drops from T tokens to about one)."""
 
         def __init__(self, inner):
             super().__init__()
@@ -147,24 +151,26 @@ def _cls_only_layer(layer):
         def forward(self, hidden_states, attention_mask=None, *args, **kwargs):
             lay = self.inner
             sa = lay.attention.self
-            B, T, _ = hidden_states.shape
+            B, T, D = hidden_states.shape
             H, dh = sa.num_attention_heads, sa.attention_head_size
             h0 = hidden_states[:, :1]
-            q = sa.query(h0).view(B, 1, H, dh).transpose(1, 2)
-            k = sa.key(hidden_states).view(B, T, H, dh).transpose(1, 2)
-            v = sa.value(hidden_states).view(B, T, H, dh).transpose(1, 2)
-            scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(dh)
+            q = sa.query(h0).view(B, H, dh)
+            wk = sa.key.weight.view(H, dh, D)
+            wv = sa.value.weight.view(H, dh, D)
+            qk = torch.einsum("bhd,hdk->bhk", q, wk)  # (B, H, D): W_k^T q per head
+            scores = torch.einsum("bhk,btk->bht", qk, hidden_states) / math.sqrt(dh)
             if attention_mask is not None:
                 m = attention_mask
                 if m.dtype == torch.bool:
                     m = torch.zeros(m.shape, dtype=scores.dtype, device=m.device).masked_fill(
                         ~m, torch.finfo(scores.dtype).min)
-                if m.dim() == 4 and m.shape[2] > 1:
-                    m = m[:, :, :1, :]
-                scores = scores + m
+                scores = scores + m[:, :, 0, :]  # (B, 1 or H, T): the [CLS] row of the additive mask
             probs = sa.dropout(torch.softmax(scores, dim=-1))
-            ctx = torch.matmul(probs, v).transpose(1, 2).reshape(B, 1, H * dh)
-            attn_out = lay.attention.output(ctx, h0)
+            hbar = torch.einsum("bht,btk->bhk", probs, hidden_states)  # (B, H, D)
+            ctx = torch.einsum("bhk,hdk->bhd", hbar, wv)
+            if sa.value.bias is not None:
+                ctx = ctx + sa.value.bias.view(H, dh)
+            attn_out = lay.attention.output(ctx.reshape(B, 1, H * dh), h0)
             return (lay.output(lay.intermediate(attn_out), attn_out),)
 
     return ClsOnlyBertLayer(layer)
