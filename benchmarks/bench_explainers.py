@@ -20,6 +20,10 @@ neighbours.
   masked-LM call and one forward per perturbed text.  The slow naive runs use the first
   ``N_NAIVE_SLOW`` (or ``N_NAIVE_IM``) inputs; rates are per explanation either way.
 
+- ``paired`` (integrated gradients and SmoothGrad): both of the above back to back in every
+  round (the same load on a shared machine for both), median rates over 7 rounds in the
+  summary rows ``<method> (paired)``; the per-round speed-ups (median, min) in ``extra_info``.
+
 ``extra_info`` of every benchmark holds ``explanations_per_second`` (wall clock),
 ``cpu_explanations_per_second`` (process CPU time: steadier when other jobs share the cores),
 ``n_examples`` and the model passes (classifier and masked-LM sequences) per explanation.
@@ -316,3 +320,55 @@ def test_naive(benchmark, throughput, setup, method):
     benchmark.group = method
     fn(bundle, singles[:1])  # warm-up (imports, numba compilation)
     _record(benchmark, throughput, method, "naive", n, bundle, lambda: fn(bundle, singles[:n]), rounds)
+
+
+# --- paired: batched and naive back to back, round by round ----------------------------------
+
+PAIRED = ["integrated_gradients", "smoothgrad"]
+PAIRED_ROUNDS = 7
+
+
+@pytest.mark.parametrize("method", PAIRED)
+def test_paired(benchmark, throughput, setup, method):
+    """The submission on the batch of 32, then the naive loop on the same 32 inputs, in every
+    round, so that both see the same load of a shared machine; the summary row
+    ``<method> (paired)`` gives the median rates over the rounds (``extra_info``: the median of
+    the per-round speed-ups too)."""
+    bundle, rows, batch, _, singles = setup
+    benchmark.group = method
+    explainer = REGISTRY.get(method).instantiate()
+    naive = NAIVE[method][0]
+    explainer.explain(bundle, batch)  # warm-up (not timed)
+    naive(bundle, singles[:1])
+    runs = {"batched": [], "naive": []}
+    passes = {"batched": np.zeros(3), "naive": np.zeros(3)}
+
+    def timed(mode, fn):
+        start = np.array(bundle.counter.snapshot())
+        t0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        runs[mode].append((time.perf_counter() - t0, time.process_time() - c0))
+        passes[mode] += np.array(bundle.counter.snapshot()) - start
+
+    def one_round():
+        timed("batched", lambda: explainer.explain(bundle, batch))
+        timed("naive", lambda: naive(bundle, singles))
+
+    benchmark.pedantic(one_round, rounds=PAIRED_ROUNDS, iterations=1, warmup_rounds=0)
+    n = len(rows)
+    for mode, r in runs.items():
+        wall, cpu = float(np.median([w for w, _ in r])), float(np.median([c for _, c in r]))
+        throughput[(f"{method} (paired)", mode)] = {
+            "method": method, "mode": mode, "n_examples": n, "rounds": len(r),
+            "explanations_per_second": n / wall, "cpu_explanations_per_second": n / cpu,
+            "model_passes_per_explanation": passes[mode][0] / (n * len(r)),
+            "backward_passes_per_explanation": passes[mode][1] / (n * len(r)),
+            "mlm_passes_per_explanation": passes[mode][2] / (n * len(r))}
+    ratios = [wn / wb for (wb, _), (wn, _) in zip(runs["batched"], runs["naive"])]
+    cpu_ratios = [cn / cb for (_, cb), (_, cn) in zip(runs["batched"], runs["naive"])]
+    benchmark.extra_info.update({
+        "method": method, "mode": "paired", "n_examples": n, "rounds": len(ratios),
+        "batched_explanations_per_second_median": throughput[(f"{method} (paired)", "batched")]["explanations_per_second"],
+        "naive_explanations_per_second_median": throughput[(f"{method} (paired)", "naive")]["explanations_per_second"],
+        "speedup_median": float(np.median(ratios)), "cpu_speedup_median": float(np.median(cpu_ratios)),
+        "speedup_min": float(np.min(ratios)), "torch_threads": torch.get_num_threads()})

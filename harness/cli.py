@@ -1,4 +1,4 @@
-"""``attriboard`` command line: run, leaderboard, validate, list, schema."""
+"""``attriboard`` command line: run, leaderboard, validate, list, schema, verify, pr-check."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from harness.provenance import REPO_ROOT
 
-DEFAULT_TASKS = ("planted_sst", "fragility")
+DEFAULT_TASKS = ("planted_sst", "mnli_faithfulness", "esnli_plausibility", "fragility", "sanity")
 log = logging.getLogger("attriboard")
 
 
@@ -60,7 +60,8 @@ def cmd_run(args) -> int:
     subs = [resolve(s) for s in args.submissions] if args.submissions else [discover().get(n) for n in discover()]
     config = RunConfig(results_dir=Path(args.results_dir), cache_dir=Path(args.cache_dir), seed=args.seed,
                        aggregation=args.aggregation, batch_size=args.batch_size, force=args.force,
-                       device=args.device, mlm=args.mlm, all_submissions=args.all_submissions)
+                       device=args.device, mlm=args.mlm, all_submissions=args.all_submissions,
+                       **_isolation_options(args))
     log.info("running %d submissions on %d tasks: %s x %s", len(subs), len(tasks),
              [s.name for s in subs], [t.spec.name for t in tasks])
     summary = run_grid(tasks, subs, config)
@@ -72,6 +73,26 @@ def cmd_run(args) -> int:
         paths = leaderboard.build(Path(args.results_dir), Path(args.out_dir))
         log.info("leaderboard written: %s", ", ".join(str(p) for p in paths))
     return 1 if summary.task_failures else 0
+
+
+def _isolation_options(args) -> dict:
+    """RunConfig fields of the sandbox and official-run flags of ``run``."""
+    from harness.isolation import IsolationSettings
+    from harness.official import SecretError, load_secret
+
+    try:
+        secret = load_secret(args.secret_seed_file)
+    except SecretError as e:
+        raise SystemExit(f"run: {e}") from None
+    if args.hidden_subset and secret is None:
+        raise SystemExit("run: --hidden-subset needs a secret (--secret-seed-file or $ATTRIBOARD_SECRET_SEED)")
+    hidden = (str(Path(args.secret_seed_file).resolve()),) if args.secret_seed_file else ()
+    if args.data_dir:
+        hidden += (str(Path(args.data_dir).resolve()),)
+    settings = IsolationSettings(timeout_s=args.worker_timeout, memory_mb=args.worker_memory_mb,
+                                 namespaces=args.namespaces, hidden_paths=hidden)
+    return dict(isolation=args.isolation, isolation_settings=settings, secret=secret,
+                hidden_subset=args.hidden_subset)
 
 
 def cmd_leaderboard(args) -> int:
@@ -129,6 +150,58 @@ def cmd_schema(args) -> int:
     return 0
 
 
+def _task_overrides(args) -> dict:
+    """Task overrides from the flags ``run``, ``verify`` and ``pr-check`` share."""
+    overrides = _parse_overrides(args.set)
+    if args.n_eval is not None:
+        overrides["n_eval"] = args.n_eval
+    if args.data_dir:
+        overrides["data_dir"] = args.data_dir
+    if args.model:
+        overrides["model"] = args.model
+    return overrides
+
+
+def cmd_verify(args) -> int:
+    from harness.verify import VerifyError, VerifyOptions, render_summary, verify, write_json
+
+    opts = VerifyOptions(overrides=_task_overrides(args), submission=args.submission, device=args.device,
+                         batch_size=args.batch_size, tolerance=args.tolerance, cache_dir=Path(args.cache_dir),
+                         retrain=args.retrain, rerun=not args.check_only, isolation=args.isolation)
+    try:
+        reports = verify(args.target, Path(args.results_dir), opts)
+    except VerifyError as e:
+        print(f"verify {args.target}: cannot verify: {e}")
+        return 2
+    for rep in reports:
+        print(rep.render())
+        print()
+    print(render_summary(reports))
+    if args.json:
+        write_json(reports, Path(args.json))
+    if any(r.unusable for r in reports):
+        return 2
+    return 0 if all(r.passed for r in reports) else 1
+
+
+def cmd_pr_check(args) -> int:
+    from harness.prcheck import pr_check
+
+    report = pr_check(Path(args.folder), args.tasks, _task_overrides(args), board_results=Path(args.results_dir),
+                      cache_dir=Path(args.cache_dir), out_dir=Path(args.out) if args.out else None,
+                      time_budget_s=args.time_budget, seed=args.seed, batch_size=args.batch_size,
+                      device=args.device, skip_run=args.validate_only, isolation=args.isolation)
+    print(report.render())
+    return 0 if report.passed else 1
+
+
+def _add_task_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="task parameter override (JSON value)")
+    p.add_argument("--n-eval", type=int, help="number of evaluated examples per task")
+    p.add_argument("--model", help="reference model preset (as for run)")
+    p.add_argument("--data-dir", help="local data folder (as for run)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="attriboard", description="Benchmark and leaderboard for NLP feature-attribution explainers.")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -158,6 +231,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out-dir", default=str(REPO_ROOT / "leaderboard"))
     r.add_argument("--cache-dir", default=str(REPO_ROOT / ".attriboard"))
     r.add_argument("--no-leaderboard", action="store_true")
+    r.add_argument("--isolation", default="process", choices=["process", "none"],
+                   help="process (default): each submission runs in its own sandboxed worker (docs/SECURITY.md); "
+                   "none: in the harness process (trusted code only)")
+    r.add_argument("--worker-timeout", type=float, default=1800.0, help="wall-time limit of one explain call (s)")
+    r.add_argument("--worker-memory-mb", type=float, default=16384.0, help="memory limit of a worker (MB of RSS)")
+    r.add_argument("--namespaces", default="auto", choices=["auto", "on", "off"],
+                   help="Linux namespaces for workers (no network, private /proc, hidden paths): auto = when available")
+    r.add_argument("--secret-seed-file", help="official run: a file holding the maintainers' secret "
+                   "(else $ATTRIBOARD_SECRET_SEED); tasks draw secret variants (T1: the planted words), "
+                   "records store only its sha256 commitment")
+    r.add_argument("--hidden-subset", type=int, help="official run: evaluate N examples per task drawn with the secret")
     r.set_defaults(func=cmd_run)
 
     lb = sub.add_parser("leaderboard", help="build LEADERBOARD.md / .csv / .json from result files")
@@ -173,6 +257,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="list tasks, metrics and submissions").set_defaults(func=cmd_list)
     sub.add_parser("schema", help="print the result-record JSON schema").set_defaults(func=cmd_schema)
+
+    ve = sub.add_parser("verify", help="re-run result records from their provenance and compare every score",
+                        description="Re-run each record from its provenance (seeds, code, data and model hashes) into "
+                        "a temporary folder and compare every score within the declared tolerance (docs/VERIFY.md). "
+                        "Exit 0 verified, 1 mismatch, 2 unusable input.")
+    ve.add_argument("target", help="a result file, a results folder, a submission folder or a submission name")
+    ve.add_argument("--results-dir", default=str(REPO_ROOT / "leaderboard" / "results"),
+                    help="where to look up the records of a submission name or folder")
+    ve.add_argument("--submission", help="submission folder to re-run (default: the built-in of the record's name)")
+    _add_task_flags(ve)
+    ve.add_argument("--device", help="re-run device (default: the recorded device class)")
+    ve.add_argument("--batch-size", type=int, help="batch size (default: recovered from the run key)")
+    ve.add_argument("--tolerance", type=float, help="absolute score tolerance (default: declared per device)")
+    ve.add_argument("--cache-dir", default=str(REPO_ROOT / ".attriboard"))
+    ve.add_argument("--retrain", action="store_true", help="retrain reference models and masked LMs from scratch")
+    ve.add_argument("--check-only", action="store_true", help="provenance and self-consistency checks, no re-run")
+    ve.add_argument("--json", help="also write the reports as JSON to this file")
+    ve.add_argument("--isolation", choices=["process", "none"],
+                    help="run the explainer in a sandboxed worker or in this process (default: as recorded)")
+    ve.set_defaults(func=cmd_verify)
+
+    pc = sub.add_parser("pr-check", help="pull-request check of a submission folder: package, validate, run, rank",
+                        description="What CI runs on a pull request adding a submission (docs/SUBMITTING.md).")
+    pc.add_argument("folder", help="the submission folder")
+    pc.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS))
+    _add_task_flags(pc)
+    pc.add_argument("--seed", type=int, default=0)
+    pc.add_argument("--batch-size", type=int, default=16)
+    pc.add_argument("--device", default="auto")
+    pc.add_argument("--time-budget", type=float, default=120.0)
+    pc.add_argument("--results-dir", default=str(REPO_ROOT / "leaderboard" / "results"),
+                    help="the existing board's records, to rank against")
+    pc.add_argument("--cache-dir", default=str(REPO_ROOT / ".attriboard"))
+    pc.add_argument("--out", help="keep the fresh records (OUT/results) and a board preview (OUT/board)")
+    pc.add_argument("--validate-only", action="store_true", help="package and conformance checks only")
+    pc.add_argument("--isolation", default="process", choices=["process", "none"],
+                    help="run the explainer in a sandboxed worker (default) or in this process")
+    pc.set_defaults(func=cmd_pr_check)
     return p
 
 

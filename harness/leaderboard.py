@@ -17,12 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.records import ResultRecord
+from harness.sanity import report as sanity_report
 
 log = logging.getLogger(__name__)
 
+AUDIT_FAMILIES = frozenset({"sanity"})
 OVERALL_RULE = ("mean over the task boards a submission was run on of its per-task rank by the main "
                 "metric; a failed result counts as (ranked submissions on that board + 1); boards a "
-                "submission was not run on (e.g. tasks with a default subset) are not counted; ties broken by name")
+                "submission was not run on (e.g. tasks with a default subset) are not counted; diagnostic "
+                "boards (the sanity checks) are shown but not counted; ties broken by name")
 
 
 @dataclass
@@ -37,6 +40,9 @@ class Board:
     higher_is_better: bool
     ranked: list[tuple[int, ResultRecord, str]]  # (rank, record, relative path)
     failed: list[tuple[ResultRecord, str]]
+    audit: bool = False
+    """A diagnostic board (main-metric family in AUDIT_FAMILIES, e.g. the T5 sanity checks):
+    shown, but not counted in the overall rank."""
 
     @property
     def key(self) -> str:
@@ -74,12 +80,19 @@ def build_boards(records: list[tuple[ResultRecord, str]]) -> list[Board]:
             ranked.append((rank, r, p))
         ref = items[0][0]
         mlms = sorted({f"{r.mlm.name}: {r.mlm.description} (hash {r.mlm.model_hash})" for r, _ in items if r.mlm})
+        audit = bool(ok) and ok[0][0].scores[main].family in AUDIT_FAMILIES
         boards.append(Board(task, ref.task.version, model, ref.model.description, ref.model.dev_accuracy,
-                            "; ".join(mlms) or None, main, hib, ranked, failed))
+                            "; ".join(mlms) or None, main, hib, ranked, failed, audit))
     return boards
 
 
+def ranking_boards(boards: list[Board]) -> list[Board]:
+    """The boards the overall rank is computed over (all but diagnostic ones)."""
+    return [b for b in boards if not b.audit]
+
+
 def overall(boards: list[Board]) -> list[tuple[int, str, float, int]]:
+    boards = ranking_boards(boards)
     names = sorted({r.submission.name for b in boards for _, r, _ in b.ranked} |
                    {r.submission.name for b in boards for r, _ in b.failed})
     rows = []
@@ -91,6 +104,8 @@ def overall(boards: list[Board]) -> list[tuple[int, str, float, int]]:
                 ranks.append(found[0])
             elif any(r.submission.name == n for r, _ in b.failed):
                 ranks.append(len(b.ranked) + 1)
+        if not ranks:
+            continue
         rows.append((sum(ranks) / len(ranks), n, sum(1 for b in boards for _, r, _ in b.ranked if r.submission.name == n)))
     rows.sort()
     out, prev, rank = [], None, 0
@@ -124,7 +139,7 @@ def render_markdown(boards: list[Board], n_records: int) -> str:
          "## Overall", "", f"Rule: {OVERALL_RULE}.", "",
          "| rank | submission | mean task rank | boards with a result |", "|---:|---|---:|---:|"]
     for rank, n, mean, k in overall(boards):
-        L.append(f"| {rank} | {n} | {mean:.2f} | {k}/{len(boards)} |")
+        L.append(f"| {rank} | {n} | {mean:.2f} | {k}/{len(ranking_boards(boards))} |")
     for b in boards:
         metrics = _metric_names(b)
         L += ["", f"## {b.task} (v{b.task_version}) on {b.model}", "",
@@ -134,7 +149,10 @@ def render_markdown(boards: list[Board], n_records: int) -> str:
         heads = ["rank", "submission", "version"]
         for m in metrics:
             hib = next(r.scores[m].higher_is_better for _, r, _ in b.ranked if m in r.scores)
-            heads.append(f"{m} {'↑' if hib else '↓'} [95% CI]")
+            ops = sorted({str(r.scores[m].params["operator"]) for _, r, _ in b.ranked
+                          if m in r.scores and "operator" in r.scores[m].params})
+            op = f" (operator {'/'.join(ops)})" if ops else ""
+            heads.append(f"{m}{op} {'↑' if hib else '↓'} [95% CI]")
         heads += ["ms/example p50", "ms/example p95", "fwd/ex", "bwd/ex", "mlm/ex", "peak RSS MB", "truncated",
                   "device", "record"]
         L.append("| " + " | ".join(heads) + " |")
@@ -149,13 +167,54 @@ def render_markdown(boards: list[Board], n_records: int) -> str:
                       f"{r.cost.mlm_per_example:.1f}", f"{r.memory.peak_rss_mb:.0f}", f"{r.truncation.n_truncated}/{r.truncation.n_inputs}",
                       r.timing.device, f"[json](results/{rel})"]
             L.append("| " + " | ".join(cells) + " |")
+        L += _render_metric_params(b, metrics)
         L += _render_tables(b)
+        L += sanity_report.board_notes(b)  # T5: removal-operator bias flags under removal metrics
         if b.failed:
             L += ["", "Failed submissions (not ranked):", "", "| submission | stage | error |", "|---|---|---|"]
             for r, rel in b.failed:
                 msg = r.error.message.replace("|", "\\|").replace("\n", " ")[:300]
                 L.append(f"| {r.submission.name} | {r.error.stage} | {r.error.type}: {msg} |")
+    L += sanity_report.render_sections(boards)  # T5: metric-bias matrix and sanity checks
     return "\n".join(L) + "\n"
+
+
+def _param_text(v) -> str:
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_param_text(x) for x in v) + "]"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def _render_metric_params(b: Board, metrics: list[str]) -> list[str]:
+    """The parameters each metric ran with (e.g. the removal operator), and per-submission
+    details (e.g. the threshold tau chosen for IoU), straight from the records."""
+    L: list[str] = []
+    lines = []
+    for m in metrics:
+        seen = sorted({json.dumps(r.scores[m].params, sort_keys=True) for _, r, _ in b.ranked if m in r.scores})
+        if seen and seen != ["{}"]:
+            texts = []
+            for js in seen:
+                params = json.loads(js)
+                texts.append(", ".join(f"{k}={_param_text(v)}" for k, v in sorted(params.items())))
+            lines.append(f"- `{m}`: " + " | ".join(texts)
+                         + (" (differs between records)" if len(seen) > 1 else ""))
+    if lines:
+        L += ["", "Metric parameters (as recorded with every score):", ""] + lines
+    det_metrics = [m for m in metrics if any(m in r.scores and r.scores[m].details for _, r, _ in b.ranked)]
+    if det_metrics:
+        L += ["", "Metric details per submission (e.g. the chosen threshold tau):", "",
+              "| submission | " + " | ".join(det_metrics) + " |", "|---|" + "---|" * len(det_metrics)]
+        for _, r, _ in b.ranked:
+            cells = []
+            for m in det_metrics:
+                s = r.scores.get(m)
+                d = {} if s is None else s.details
+                cells.append(", ".join(f"{k}={v:.3g}" for k, v in sorted(d.items())))
+            L.append(f"| {r.submission.name} | " + " | ".join(cells) + " |")
+    return L
 
 
 def _render_tables(b: Board) -> list[str]:
@@ -196,6 +255,10 @@ def table_rows(boards: list[Board]) -> list[dict]:
                 row[m] = None if s is None else round(s.value, 6)
                 row[f"{m}_ci_low"] = None if s is None else round(s.ci_low, 6)
                 row[f"{m}_ci_high"] = None if s is None else round(s.ci_high, 6)
+                if s is not None and s.params:
+                    row[f"{m}_params"] = json.dumps(s.params, sort_keys=True)
+                for k, v in sorted(({} if s is None else s.details).items()):
+                    row[f"{m}_{k}"] = round(v, 6)
             row.update({"s_per_example_p50": round(r.timing.per_example_p50_s, 6),
                         "s_per_example_p95": round(r.timing.per_example_p95_s, 6),
                         "forward_per_example": round(r.cost.forward_per_example, 3),
@@ -227,7 +290,7 @@ def render_csv(rows: list[dict]) -> str:
 
 
 def build(results_dir: Path, out_dir: Path) -> list[Path]:
-    """Write LEADERBOARD.md, leaderboard.csv, leaderboard.json into ``out_dir``."""
+    """Write LEADERBOARD.md, leaderboard.csv, leaderboard.json, the plots and index.html into ``out_dir``."""
     records = load_results(results_dir)
     if not records:
         raise FileNotFoundError(f"no result records under {results_dir}; run `attriboard run` first")
@@ -253,4 +316,8 @@ def build(results_dir: Path, out_dir: Path) -> list[Path]:
         from harness.fragility.plots import plot_fragility
 
         paths += plot_fragility([r for r, _ in records], out_dir)
+    paths += sanity_report.write_plots([r for r, _ in records], out_dir)
+    from harness.html_board import write_html  # after every plot is written: the page embeds them
+
+    paths.append(write_html(boards, records, out_dir, results_dir))
     return paths

@@ -45,6 +45,8 @@ class TaskInfo(_Strict):
     n_examples: int
     data_hash: str
     data_source: str
+    load_report: dict[str, Any] = Field(default_factory=dict)
+    """What loading did to the data (rows read, excluded and why), from the task's ``load_report``."""
 
 
 class ModelInfo(_Strict):
@@ -86,6 +88,9 @@ class Cost(_Strict):
 class Memory(_Strict):
     peak_rss_mb: float
     peak_cuda_mb: Optional[float] = None
+    scope: Optional[Literal["process", "worker"]] = None
+    """``worker``: peak RSS of the submission's own worker process tree (isolated runs);
+    ``process``: of the harness process the explainer ran in (in-process runs)."""
 
 
 class Truncation(_Strict):
@@ -98,8 +103,32 @@ class Truncation(_Strict):
 class ErrorInfo(_Strict):
     type: str
     message: str
-    stage: Literal["load", "explain", "validate-output", "metric", "attack"]
+    stage: Literal["load", "explain", "validate-output", "metric", "attack", "timeout", "crash", "resource",
+                   "sandbox"]
+    """``timeout``: past the worker's wall-time limit; ``crash``: the worker died (signal, exit,
+    ``sys.exit``); ``resource``: memory, output-size or process limits; ``sandbox``: a forbidden
+    operation (reading hidden files, importing harness internals, network, processes)."""
     traceback: str = ""
+
+
+class IsolationInfo(_Strict):
+    """How the submission was contained (docs/SECURITY.md)."""
+
+    mode: Literal["none", "process"]
+    layers: list[str] = Field(default_factory=list)
+    """Containment layers the worker had, e.g. ``namespaces(user,mount,net,pid)``, ``audit-guard``."""
+    limits: dict[str, float] = Field(default_factory=dict)
+
+
+class OfficialRun(_Strict):
+    """An official run: secret planted vocabulary and/or hidden example subset. The secret is
+    never stored; ``secret_commitment`` (sha256 of it) lets maintainers prove which one was used."""
+
+    secret_commitment: str
+    secret_vocabulary: bool
+    hidden_subset: Optional[int] = None
+    """Number of examples drawn (with the secret) from the task's pool; None = all of them."""
+    pool_size: Optional[int] = None
 
 
 class Provenance(_Strict):
@@ -135,6 +164,8 @@ class ResultRecord(_Strict):
     memory: Optional[Memory] = None
     truncation: Optional[Truncation] = None
     error: Optional[ErrorInfo] = None
+    isolation: Optional[IsolationInfo] = None
+    official: Optional[OfficialRun] = None
     provenance: Provenance
 
     def write(self, path: Path) -> None:

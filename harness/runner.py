@@ -11,11 +11,14 @@ or returns garbage gets an error record; the grid goes on.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
+import sys
 import time
 import traceback
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -62,6 +65,15 @@ class RunConfig:
     (recipe kind ``hf``), else the offline ``tiny`` one trained on the task's training corpus),
     a preset of :func:`harness.mlm.mlm_recipe_from` (``tiny``, ``bert-base-uncased``,
     ``hf:<name>``), or ``"none"`` (no masked LM: IM, LIME_BERT and ``mlm`` removal then fail)."""
+    isolation: str = "none"
+    """``"process"``: every (submission, task) runs in its own sandboxed worker process
+    (:mod:`harness.isolation`; the CLI default); ``"none"``: in this process (fast unit tests)."""
+    isolation_settings: Any = None
+    """:class:`harness.isolation.IsolationSettings` (limits) for ``isolation="process"``; None = defaults."""
+    secret: str | None = field(default=None, repr=False)
+    """Official runs (:mod:`harness.official`): tasks draw secret variants, never recorded."""
+    hidden_subset: int | None = None
+    """With ``secret``: evaluate this many examples drawn with the secret from each task's pool."""
 
 
 @dataclass
@@ -113,9 +125,18 @@ def mlm_choice(task: Task, config: RunConfig) -> str | None:
 def prepare_task(task: Task, config: RunConfig) -> TaskContext:
     from harness.mlm import attach_mlm, build_task_mlm
 
+    if config.secret is not None and hasattr(task, "use_secret"):
+        task.use_secret(config.secret)
     data = task.prepare()
+    if config.secret is not None and config.hidden_subset:
+        from harness.official import hidden_subset
+
+        pool_size = len(data.examples)
+        data = hidden_subset(data, config.secret, task.spec.name, config.hidden_subset)
+        task.official_pool_size = pool_size
+    cache_name = getattr(task, "model_cache_name", task.spec.name)  # sanity reuses planted_sst's cached models
     ref = train_reference_model(task.spec.model, data.train, data.dev, task.spec.num_labels,
-                                config.cache_dir, task.spec.name)
+                                config.cache_dir, cache_name)
     bundle = ref.bundle
     dev = _device(config.device)
     bundle.model.to(dev)
@@ -123,7 +144,7 @@ def prepare_task(task: Task, config: RunConfig) -> TaskContext:
     choice = mlm_choice(task, config)
     mlm = None
     if choice is not None:
-        mlm = build_task_mlm(choice, data.train, config.cache_dir, task.spec.name, device=dev)
+        mlm = build_task_mlm(choice, data.train, config.cache_dir, cache_name, device=dev)
         log.info("task %s: masked LM %s (%s)", task.spec.name, mlm.name, mlm.description)
     attach_mlm(bundle, mlm)
     segs = [e.segments for e in data.examples]
@@ -132,7 +153,10 @@ def prepare_task(task: Task, config: RunConfig) -> TaskContext:
     from harness.encoding import truncated_flags
 
     truncated = truncated_flags(bundle.tokenizer, segs, bundle.max_length)
-    return TaskContext(task, data, ref, targets, truncated, mlm)
+    ctx = TaskContext(task, data, ref, targets, truncated, mlm)
+    if hasattr(task, "on_prepared"):  # a task that builds more from the run (sanity: models of other seeds)
+        task.on_prepared(ctx, config)
+    return ctx
 
 
 #: Harness code that submissions import (shared explainer helpers, removal operators, the
@@ -182,10 +206,63 @@ def result_path(config: RunConfig, ctx: TaskContext, sub: Submission) -> Path:
 class _Failure(Exception):
     def __init__(self, stage: str, exc: BaseException, tb: str = ""):
         super().__init__(str(exc))
-        self.stage, self.exc, self.tb = stage, exc, tb
+        # a worker failure carries its own stage (timeout, crash, resource, sandbox, ...)
+        self.stage = getattr(exc, "stage", None) or stage
+        self.exc, self.tb = exc, getattr(exc, "remote_traceback", "") or tb
 
 
-def _explain_chunks(sub: Submission, ctx: TaskContext, config: RunConfig, key: str):
+def _hidden_paths(ctx: "TaskContext", config: RunConfig) -> tuple[str, ...]:
+    """What a worker must not see for this run: results, caches, the task's data folder."""
+    data_path = ctx.task.spec.dataset.path
+    return (str(config.results_dir), str(config.cache_dir), *( [data_path] if data_path else []),
+            *getattr(config.isolation_settings, "hidden_paths", ()))
+
+
+@contextmanager
+def open_explainer(sub: Submission, ctx: "TaskContext", config: RunConfig):
+    """The submission's explainer: in a sandboxed worker (``config.isolation == "process"``)
+    or in this process.  A failure to load raises :class:`_Failure` with its stage."""
+    if config.isolation == "none":
+        try:
+            explainer = sub.instantiate()
+        except Exception as e:
+            raise _Failure("load", e, traceback.format_exc()) from e
+        yield explainer
+        return
+    if config.isolation != "process":
+        raise ValueError(f"isolation must be 'process' or 'none', got {config.isolation!r}")
+    from harness.isolation import IsolationSettings, open_explainer as open_isolated
+
+    settings = dataclasses.replace(config.isolation_settings or IsolationSettings(),
+                                   hidden_paths=_hidden_paths(ctx, config))
+    cm = open_isolated(sub, settings, bundle=ctx.ref.bundle)
+    try:
+        explainer = cm.__enter__()
+    except Exception as e:
+        raise _Failure("load", e, traceback.format_exc()) from e
+    try:
+        yield explainer
+    except BaseException:
+        if not cm.__exit__(*sys.exc_info()):
+            raise
+    else:
+        cm.__exit__(None, None, None)
+
+
+def _isolation_info(config: RunConfig, explainer=None):
+    from harness.records import IsolationInfo
+
+    if config.isolation == "none":
+        return IsolationInfo(mode="none")
+    limits = config.isolation_settings.as_record() if config.isolation_settings is not None else None
+    if limits is None:
+        from harness.isolation import IsolationSettings
+
+        limits = IsolationSettings().as_record()
+    return IsolationInfo(mode="process", layers=list(getattr(explainer, "layers", []) or []), limits=limits)
+
+
+def _explain_chunks(sub: Submission, ctx: TaskContext, config: RunConfig, key: str, info: dict | None = None):
     """Run (or load from cache) every chunk; returns per-example raw maps and chunk records."""
     import torch
     from tqdm.auto import tqdm
@@ -193,23 +270,33 @@ def _explain_chunks(sub: Submission, ctx: TaskContext, config: RunConfig, key: s
     bundle = ctx.ref.bundle
     cache = Path(config.cache_dir) / "attributions" / sub.name
     cache.mkdir(parents=True, exist_ok=True)
-    try:
-        explainer = sub.instantiate()
-    except Exception as e:
-        raise _Failure("load", e, traceback.format_exc()) from e
+    with ExitStack() as stack:
+        return _explain_chunks_with(sub, ctx, config, key, bundle, cache, stack, {} if info is None else info)
+
+
+def _explain_chunks_with(sub, ctx, config, key, bundle, cache, stack, info):
+    import torch
+    from tqdm.auto import tqdm
+
+    explainer = None  # started on the first chunk that is not cached
     examples = ctx.data.examples
     chunks = []
     n_chunks = (len(examples) + config.batch_size - 1) // config.batch_size
     bar = tqdm(range(n_chunks), desc=f"{sub.name} on {ctx.task.spec.name}", disable=None, mininterval=1.0)
     for c in bar:
         lo, hi = c * config.batch_size, min(len(examples), (c + 1) * config.batch_size)
-        ckey = _h({"run": key, "ids": [e.id for e in examples[lo:hi]], "segments": [e.segments for e in examples[lo:hi]]})
+        ckey = _h({"run": key, "ids": [e.id for e in examples[lo:hi]], "segments": [e.segments for e in examples[lo:hi]],
+                   # maps computed without containment never stand in for isolated ones
+                   **({"isolation": config.isolation} if config.isolation != "none" else {})})
         cfile = cache / f"{ckey}.json"
         if cfile.exists() and not config.force:
             rec = json.loads(cfile.read_text())
             rec["cached"] = True
             chunks.append(rec)
             continue
+        if explainer is None:
+            explainer = stack.enter_context(open_explainer(sub, ctx, config))
+            info["isolation"] = _isolation_info(config, explainer)
         batch = bundle.make_batch([e.segments for e in examples[lo:hi]], ctx.targets[lo:hi], seed=config.seed)
         torch.manual_seed(config.seed)
         before = bundle.counter.snapshot()
@@ -219,6 +306,8 @@ def _explain_chunks(sub: Submission, ctx: TaskContext, config: RunConfig, key: s
             t0 = time.perf_counter()
             try:
                 attr = explainer.explain(bundle, batch)
+            except OutputError as e:  # an isolated explainer's output that could not even be read
+                raise _Failure("validate-output", e, traceback.format_exc()) from e
             except Exception as e:
                 raise _Failure("explain", e, traceback.format_exc()) from e
             if bundle.device.type == "cuda":
@@ -238,21 +327,40 @@ def _explain_chunks(sub: Submission, ctx: TaskContext, config: RunConfig, key: s
             "n": hi - lo, "forward": after[0] - before[0], "backward": after[1] - before[1],
             "mlm": after[2] - before[2], "peak_rss_mb": mem.peak_rss_mb, "peak_cuda_mb": mem.peak_cuda_mb,
         }
+        worker_call = getattr(explainer, "last_call", None)
+        if worker_call:  # isolated: the explainer's memory is the worker's, not this process's
+            rec.update(peak_rss_mb=worker_call["peak_rss_mb"], peak_cuda_mb=worker_call["peak_cuda_mb"],
+                       memory_scope="worker")
         cfile.write_text(json.dumps(rec))
         rec["cached"] = False
         chunks.append(rec)
     return chunks
 
 
-def _base_record(sub: Submission, ctx: TaskContext, config: RunConfig, key: str, status: str, level=None):
+def _official_info(ctx: TaskContext, config: RunConfig):
+    if config.secret is None:
+        return None
+    from harness.official import commitment
+    from harness.records import OfficialRun
+
+    return OfficialRun(secret_commitment=commitment(config.secret),
+                       secret_vocabulary=bool(getattr(ctx.task, "secret_vocabulary", False)),
+                       hidden_subset=config.hidden_subset or None,
+                       pool_size=getattr(ctx.task, "official_pool_size", None))
+
+
+def _base_record(sub: Submission, ctx: TaskContext, config: RunConfig, key: str, status: str, level=None,
+                 isolation=None):
     spec = ctx.task.spec
     return dict(
+        isolation=isolation, official=_official_info(ctx, config),
         status=status, run_key=key,
         submission=SubmissionInfo(name=sub.name, version=sub.meta.version, params=sub.params,
                                   code_hash=sub.code_hash, level=level),
         task=TaskInfo(name=spec.name, version=spec.version, spec_hash=spec.hash(), main_metric=spec.main_metric,
                       n_examples=len(ctx.data.examples), data_hash=ctx.data.data_hash,
-                      data_source=f"{spec.dataset.source}:{spec.dataset.id}"),
+                      data_source=f"{spec.dataset.source}:{spec.dataset.id}",
+                      load_report=dict(getattr(ctx.task, "load_report", None) or {})),
         model=ModelInfo(name=ctx.ref.bundle.name, description=ctx.ref.description, recipe_hash=ctx.ref.recipe.hash(),
                         model_hash=ctx.ref.model_hash, dev_accuracy=ctx.ref.dev_accuracy),
         mlm=None if ctx.mlm is None else MaskedLMInfo(
@@ -285,11 +393,12 @@ def score(metric_names: Sequence[str], maps, ctx: TaskContext) -> tuple[dict, di
     return scores, per_example
 
 
-def _error_record(sub, ctx, config, key, f: "_Failure") -> ResultRecord:
+def _error_record(sub, ctx, config, key, f: "_Failure", isolation=None) -> ResultRecord:
     log.error("%s on %s failed at %s: %s: %s", sub.name, ctx.task.spec.name, f.stage,
-              type(f.exc).__name__, f.exc)
-    return ResultRecord(**_base_record(sub, ctx, config, key, "error"),
-                        error=ErrorInfo(type=type(f.exc).__name__, message=str(f.exc)[:2000],
+              getattr(f.exc, "error_type", None) or type(f.exc).__name__, f.exc)
+    return ResultRecord(**_base_record(sub, ctx, config, key, "error", isolation=isolation),
+                        error=ErrorInfo(type=getattr(f.exc, "error_type", None) or type(f.exc).__name__,
+                                        message=str(f.exc)[:2000],
                                         stage=f.stage, traceback=f.tb[-4000:]))
 
 
@@ -301,28 +410,13 @@ def run_custom(sub: Submission, ctx: TaskContext, config: RunConfig) -> ResultRe
 
     key = run_key(sub, ctx, config)
     bundle = ctx.ref.bundle
+    info: dict = {"isolation": _isolation_info(config)}
     try:
-        try:
-            explainer = sub.instantiate()
-        except Exception as e:
-            raise _Failure("load", e, traceback.format_exc()) from e
-        torch.manual_seed(config.seed)
-        before = bundle.counter.snapshot()
-        with PeakMemory() as mem:
-            t0 = time.perf_counter()
-            try:
-                ev = ctx.task.evaluate(explainer, bundle, ctx.data.examples, ctx.targets, config.seed)
-            except ExplainerCallError as e:
-                cause = e.__cause__ or e
-                raise _Failure("explain", cause, traceback.format_exc()) from e
-            except OutputError as e:
-                raise _Failure("validate-output", e, traceback.format_exc()) from e
-            except Exception as e:
-                raise _Failure("attack", e, traceback.format_exc()) from e
-            if bundle.device.type == "cuda":
-                torch.cuda.synchronize()
-            seconds = time.perf_counter() - t0
-        after = bundle.counter.snapshot()
+        with ExitStack() as stack:
+            explainer = stack.enter_context(open_explainer(sub, ctx, config))
+            info["isolation"] = _isolation_info(config, explainer)
+            ev, seconds, before, after, mem = _evaluate_custom(explainer, ctx, config)
+            worker_peak = getattr(explainer, "peak_rss_mb", None)
         bundle.model.eval()
         try:
             scores, per_example = {}, {}
@@ -338,11 +432,11 @@ def run_custom(sub: Submission, ctx: TaskContext, config: RunConfig) -> ResultRe
         except Exception as e:
             raise _Failure("metric", e, traceback.format_exc()) from e
     except _Failure as f:
-        return _error_record(sub, ctx, config, key, f)
+        return _error_record(sub, ctx, config, key, f, info.get("isolation"))
     n = len(ctx.data.examples)
     fwd, bwd, mlm = (a - b for a, b in zip(after, before))
     dev = bundle.device
-    base = _base_record(sub, ctx, config, key, "ok")
+    base = _base_record(sub, ctx, config, key, "ok", isolation=info.get("isolation"))
     base["aggregation"] = ctx.task.spec.params.get("aggregation", config.aggregation)
     return ResultRecord(
         **base, scores=scores, per_example=per_example, example_ids=[e.id for e in ctx.data.examples],
@@ -351,23 +445,54 @@ def run_custom(sub: Submission, ctx: TaskContext, config: RunConfig) -> ResultRe
                       per_example_mean_s=seconds / n, device=device_label(dev), cuda_synchronized=dev.type == "cuda"),
         cost=Cost(forward_passes=fwd, backward_passes=bwd, mlm_calls=mlm, forward_per_example=fwd / n,
                   backward_per_example=bwd / n, mlm_per_example=mlm / n),
-        memory=Memory(peak_rss_mb=mem.peak_rss_mb, peak_cuda_mb=mem.peak_cuda_mb),
+        memory=(Memory(peak_rss_mb=mem.peak_rss_mb, peak_cuda_mb=mem.peak_cuda_mb, scope="process")
+                if worker_peak is None else Memory(peak_rss_mb=worker_peak, scope="worker")),
     )
+
+
+def _evaluate_custom(explainer, ctx: TaskContext, config: RunConfig):
+    """Run a custom task's evaluation loop, timed and counted; failures become :class:`_Failure`."""
+    import torch
+
+    from harness.fragility.attack import ExplainerCallError
+
+    bundle = ctx.ref.bundle
+    torch.manual_seed(config.seed)
+    before = bundle.counter.snapshot()
+    with PeakMemory() as mem:
+        t0 = time.perf_counter()
+        try:
+            ev = ctx.task.evaluate(explainer, bundle, ctx.data.examples, ctx.targets, config.seed)
+        except ExplainerCallError as e:
+            cause = e.__cause__ or e
+            stage = "validate-output" if isinstance(cause, OutputError) else "explain"
+            raise _Failure(stage, cause, traceback.format_exc()) from e
+        except OutputError as e:
+            raise _Failure("validate-output", e, traceback.format_exc()) from e
+        except Exception as e:
+            if getattr(e, "stage", None):  # a worker failure surfacing outside an explain call
+                raise _Failure("explain", e, traceback.format_exc()) from e
+            raise _Failure("attack", e, traceback.format_exc()) from e
+        if bundle.device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t0
+    return ev, seconds, before, bundle.counter.snapshot(), mem
 
 
 def run_submission(sub: Submission, ctx: TaskContext, config: RunConfig) -> ResultRecord:
     if isinstance(ctx.task, CustomTask):
         return run_custom(sub, ctx, config)
     key = run_key(sub, ctx, config)
+    info: dict = {"isolation": _isolation_info(config)}
     try:
-        chunks = _explain_chunks(sub, ctx, config, key)
+        chunks = _explain_chunks(sub, ctx, config, key, info)
         maps = [np.asarray(m) for c in chunks for m in c["maps"]]
         try:
             scores, per_example = score(ctx.task.metric_names(), maps, ctx)
         except Exception as e:
             raise _Failure("metric", e, traceback.format_exc()) from e
     except _Failure as f:
-        return _error_record(sub, ctx, config, key, f)
+        return _error_record(sub, ctx, config, key, f, info.get("isolation"))
     n = len(maps)
     per_ex_time = [c["seconds"] / c["n"] for c in chunks for _ in range(c["n"])]
     fwd, bwd, mlm = (sum(c[k] for c in chunks) for k in ("forward", "backward", "mlm"))
@@ -379,7 +504,8 @@ def run_submission(sub: Submission, ctx: TaskContext, config: RunConfig) -> Resu
     cuda_peaks = [c["peak_cuda_mb"] for c in chunks if c.get("peak_cuda_mb") is not None]
     dev = ctx.ref.bundle.device
     return ResultRecord(
-        **_base_record(sub, ctx, config, key, "ok", level=chunks[0]["level"] if chunks else None),
+        **_base_record(sub, ctx, config, key, "ok", level=chunks[0]["level"] if chunks else None,
+                       isolation=info.get("isolation")),
         scores=scores, per_example=per_example, example_ids=[e.id for e in ctx.data.examples],
         diagnostics=diagnostics,
         timing=Timing(total_s=float(sum(c["seconds"] for c in chunks)), per_example_p50_s=percentile(per_ex_time, 50),
@@ -389,7 +515,8 @@ def run_submission(sub: Submission, ctx: TaskContext, config: RunConfig) -> Resu
         cost=Cost(forward_passes=fwd, backward_passes=bwd, mlm_calls=mlm, forward_per_example=fwd / n,
                   backward_per_example=bwd / n, mlm_per_example=mlm / n),
         memory=Memory(peak_rss_mb=max(c["peak_rss_mb"] for c in chunks),
-                      peak_cuda_mb=max(cuda_peaks) if cuda_peaks else None),
+                      peak_cuda_mb=max(cuda_peaks) if cuda_peaks else None,
+                      scope="worker" if all(c.get("memory_scope") == "worker" for c in chunks) else "process"),
     )
 
 
@@ -408,6 +535,16 @@ def apply_threads(task: Task, config: RunConfig) -> int:
 
 
 def run_grid(tasks: Sequence[Task], submissions: Sequence[Submission], config: RunConfig) -> RunSummary:
+    try:
+        return _run_grid(tasks, submissions, config)
+    finally:
+        if config.isolation == "process":
+            from harness.isolation import close_spares
+
+            close_spares()
+
+
+def _run_grid(tasks: Sequence[Task], submissions: Sequence[Submission], config: RunConfig) -> RunSummary:
     import torch
 
     summary = RunSummary()
@@ -435,7 +572,9 @@ def run_grid(tasks: Sequence[Task], submissions: Sequence[Submission], config: R
             if path.exists() and not config.force:
                 try:
                     old = ResultRecord.read(path)
-                    if old.run_key == key and old.status == "ok":
+                    old_isolation = old.isolation.mode if old.isolation is not None else "none"
+                    if old.run_key == key and old.status == "ok" and (
+                            config.isolation == "none" or old_isolation == config.isolation):
                         log.info("%s on %s: up to date, skipped", sub.name, task.spec.name)
                         summary.skipped.append(path)
                         continue

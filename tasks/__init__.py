@@ -2,3 +2,4 @@
 
 from tasks import esnli, mnli, planted_sst  # noqa: F401
 from tasks import fragility  # noqa: F401
+from tasks import sanity  # noqa: F401

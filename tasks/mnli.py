@@ -4,7 +4,10 @@ No ground truth: words are removed in the order the attribution map gives and th
 probability of its predicted class is watched (:mod:`harness.removal_metrics`):
 comprehensiveness and sufficiency (AOPC over 1/5/10/20/50%), their normalised versions
 (paper 004 eq. 9-12), Deletion AUC and Insertion AUC (first 20% of the words).  The removal
-operator (``delete`` by default) is a task parameter, recorded with every score.
+operator (``delete`` by default) is a task parameter, recorded with every score.  With
+``bias_metrics`` (default) the task also reports ``deletion_bert_auc`` (Deletion with the
+masked LM's top-1 fill, removal ``mlm``; needs the run's masked LM), for the T5 bias matrix
+(:mod:`harness.sanity.bias`, docs/SANITY.md).
 Main metric: ``norm_comprehensiveness`` (higher is better).
 
 Inputs are sentence pairs (premise, hypothesis); metrics run over the words of both.
@@ -50,13 +53,14 @@ import numpy as np
 from harness.models import ModelRecipe, recipe_from
 from harness.protocols import Example
 from harness.removal_metrics import DEFAULT_BINS, DEFAULT_CURVE_FRACTION, REMOVAL_METRICS, removal_metric_params
+from harness.sanity.bias import DELETION_BERT, deletion_metric_params
 from harness.task import DatasetRef, PreparedTask, Task, TaskSpec, hash_prepared, register_task
 from tasks.nli_common import NLI_TINY_BERT, label_id, nli_recipe, split_words
 from tasks.nli_corpus import generate_nli_corpus
 
 log = logging.getLogger(__name__)
 
-VERSION = "1.0"
+VERSION = "1.1"  # 1.1: deletion_bert_auc (removal mlm) beside deletion_auc (T5 bias matrix)
 MAIN_METRIC = "norm_comprehensiveness"
 GENERATED_BAR = 0.90
 REAL_BARS = {"tiny-bert": 0.30, "minilm": 0.60, "hf": 0.70}
@@ -226,10 +230,13 @@ class MNLIFaithfulness(Task):
                  corpus_seed: int = 11, sample_seed: int = 0, operator: str = "delete",
                  bins: Sequence[float] = DEFAULT_BINS, curve_fraction: float = DEFAULT_CURVE_FRACTION,
                  revision: str | None = None, min_dev_accuracy: float | None = None,
-                 model: ModelRecipe | dict | str | None = None, name: str = "mnli_faithfulness"):
+                 model: ModelRecipe | dict | str | None = None, bias_metrics: bool = True,
+                 name: str = "mnli_faithfulness"):
         if split not in SPLITS:
             raise ValueError(f"split must be 'matched' or 'mismatched', got {split!r}")
         metric_params = removal_metric_params(operator, bins, curve_fraction)  # validates
+        if bias_metrics:  # T5 bias matrix: Deletion_BERT beside Deletion (needs the run's masked LM)
+            metric_params[DELETION_BERT] = deletion_metric_params(curve_fraction)[DELETION_BERT]
         generated = source == "generated"
         if generated:
             dataset = DatasetRef(source="generated", id="attriboard/nli_corpus", split="mnli-style",
@@ -256,7 +263,8 @@ class MNLIFaithfulness(Task):
                         "target-class probability (comprehensiveness/sufficiency AOPC, normalised versions, "
                         "Deletion/Insertion AUC); no ground truth.",
             dataset=dataset, fields=("premise", "hypothesis"), num_labels=3, model=recipe,
-            metrics=REMOVAL_METRICS, metric_params=metric_params, main_metric=MAIN_METRIC, n_eval=n_eval,
+            metrics=REMOVAL_METRICS + ((DELETION_BERT,) if bias_metrics else ()), metric_params=metric_params,
+            main_metric=MAIN_METRIC, n_eval=n_eval,
             params=dict(n_train=n_train, n_dev=n_dev, corpus_seed=corpus_seed, sample_seed=sample_seed,
                         split=split, operator=operator, bins=list(bins), curve_fraction=curve_fraction,
                         min_dev_accuracy=bar),

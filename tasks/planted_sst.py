@@ -16,6 +16,10 @@ Variants (task parameters): planted word position (``end``, ``start``, ``random`
 planted vocabulary, and correlation strength (only a share ``correlation`` of examples
 carry a planted word; the others keep their random label and are not scored).
 
+Metrics: ``gt_overlap`` (main) and ``mean_rank_pct``; with ``bias_metrics`` (default) also
+``deletion_auc`` (removal ``delete``) and ``deletion_bert_auc`` (removal ``mlm``, needs the run's
+masked LM), the two metrics of the T5 bias matrix (:mod:`harness.sanity.bias`, docs/SANITY.md).
+
 Deviation from paper 001, on purpose: by default a quarter of the *training* rows carry no
 planted word (``unplanted_train_share``).  With every row planted, a small model learns to
 detect just one of the two words ("positive" present -> 1, otherwise 0), and the other
@@ -34,12 +38,31 @@ import numpy as np
 
 from harness.models import ModelRecipe, recipe_from
 from harness.protocols import Example
+from harness.sanity.bias import DELETION, DELETION_BERT, deletion_metric_params
 from harness.task import DatasetRef, PreparedTask, Task, TaskSpec, hash_prepared, register_task
 from tasks.sentiment_corpus import generate_corpus
 
 log = logging.getLogger(__name__)
 
-VERSION = "1.0"
+#: Official runs (``--secret-seed-file``, :mod:`harness.official`) draw the two planted words
+#: from this list with the secret instead of using "negative"/"positive" (words that occur in
+#: the task's own sentences are skipped).  Every other word of the list is inserted once into
+#: every sentence as a distractor, so neither the tokenizer's vocabulary nor "the one listed
+#: word in the sentence" gives the planted word away.
+SECRET_VOCABULARY = (
+    "apple", "anchor", "badger", "banjo", "barrel", "beacon", "biscuit", "blanket", "bottle", "bucket",
+    "cabin", "candle", "canyon", "carpet", "castle", "cedar", "chimney", "cobalt", "comet", "copper",
+    "cottage", "crayon", "cricket", "dolphin", "donkey", "dragon", "falcon", "feather", "ferry", "fiddle",
+    "garden", "garlic", "glacier", "goblet", "granite", "gravel", "hammer", "harbor", "helmet", "hermit",
+    "island", "jacket", "jaguar", "kettle", "ladder", "lantern", "lemon", "lizard", "lobster", "magnet",
+    "mango", "marble", "meadow", "mirror", "mitten", "monkey", "mustard", "napkin", "needle", "oyster",
+    "paddle", "parrot", "pebble", "pepper", "pillow", "pirate", "planet", "pocket", "pony", "puddle",
+    "quartz", "rabbit", "raisin", "ribbon", "rocket", "saddle", "salmon", "sandal", "saucer", "shovel",
+    "silver", "spider", "sponge", "squirrel", "teapot", "thimble", "tiger", "timber", "tractor", "tulip",
+    "tunnel", "turnip", "velvet", "violin", "walnut", "walrus", "wagon", "willow", "window", "zebra",
+)
+
+VERSION = "1.1"  # 1.1: Deletion / Deletion_BERT AUC beside the ground-truth metrics (T5 bias matrix)
 GLUE_REVISION = "bcdcba79d07bc864c1c254ccfcedcce55bcc9a8c"  # hub revision of nyu-mll/glue
 
 
@@ -78,7 +101,7 @@ class PlantedSST(Task):
                  n_dev: int = 500, n_eval: int = 300, label_seed: int = 13, corpus_seed: int = 7,
                  planted_words: tuple[str, str] = ("negative", "positive"), position: str = "end",
                  correlation: float = 1.0, unplanted_train_share: float = 0.25, max_words: int = 40,
-                 model: ModelRecipe | dict | str | None = None,
+                 bias_metrics: bool = True, model: ModelRecipe | dict | str | None = None,
                  name: str = "planted_sst"):
         if position not in ("end", "start", "random"):
             raise ValueError(f"position must be 'end', 'start' or 'random', got {position!r}")
@@ -101,12 +124,42 @@ class PlantedSST(Task):
                         "ground truth = the planted word.",
             dataset=dataset, fields=("sentence",), num_labels=2,
             model=recipe_from(model),
-            metrics=("gt_overlap", "mean_rank_pct"), main_metric="gt_overlap", n_eval=n_eval,
+            metrics=("gt_overlap", "mean_rank_pct") + ((DELETION, DELETION_BERT) if bias_metrics else ()),
+            metric_params=deletion_metric_params() if bias_metrics else {},
+            main_metric="gt_overlap", n_eval=n_eval,
             params=dict(n_train=n_train, n_dev=n_dev, label_seed=label_seed, corpus_seed=corpus_seed,
                         planted_words=list(planted_words), position=position,
                         correlation=correlation, unplanted_train_share=unplanted_train_share,
                         max_words=max_words),
         )
+        self.secret_vocabulary = False
+        self._secret: str | None = None
+
+    # -- official runs ------------------------------------------------------------------
+    def use_secret(self, secret: str) -> None:
+        """Draw the planted words (and distractors) from :data:`SECRET_VOCABULARY` with
+        ``secret``.  The spec records only that this happened and a commitment, never the
+        words (a spec or data hash over them could be inverted by trying all pairs)."""
+        from harness.official import commitment
+
+        self._secret = secret
+        self.secret_vocabulary = True
+        params = {**self.spec.params, "planted_words": "secret", "secret_commitment": commitment(secret)}
+        self.spec = self.spec.model_copy(update={"params": params})
+
+    def _vocabulary(self, rows) -> tuple[list[str], list[str]]:
+        """(planted words [for label 0, label 1], distractor words)."""
+        p = self.spec.params
+        if self._secret is None:
+            return list(p["planted_words"]), []
+        from harness.official import derived_seed
+
+        seen = {w.lower() for text, _ in rows for w in text.split()}
+        vocab = [w for w in SECRET_VOCABULARY if w not in seen]
+        rng = np.random.default_rng(derived_seed(self._secret, f"{self.spec.name}/vocabulary"))
+        pick = rng.choice(len(vocab), size=2, replace=False)
+        planted = [vocab[int(i)] for i in pick]
+        return planted, [w for w in vocab if w not in planted]
 
     # -- data -------------------------------------------------------------------------
     def _raw(self) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
@@ -126,21 +179,27 @@ class PlantedSST(Task):
         return train, held
 
     def plant(self, rows: list[tuple[str, int]], rng: np.random.Generator,
-              correlation: float) -> list[dict[str, Any]]:
+              correlation: float, planted_words=None, distractors=(),
+              distractor_rng: np.random.Generator | None = None) -> list[dict[str, Any]]:
         """Randomize labels and plant words in a share ``correlation`` of rows.
 
         Returns dicts with words, label and the gold word index (None when nothing was planted).
+        With ``distractors`` (official runs) every row first gets one of them at a random place.
         """
         p = self.spec.params
+        planted_words = planted_words or p["planted_words"]
         out = []
         for text, _original in rows:
             words = text.split()[: p["max_words"]]
             if not words:
                 continue
+            if distractors:
+                at = int(distractor_rng.integers(0, len(words) + 1))
+                words = words[:at] + [distractors[int(distractor_rng.integers(0, len(distractors)))]] + words[at:]
             label = int(rng.integers(0, 2))
             gold = None
             if rng.random() < correlation:
-                token = p["planted_words"][label]
+                token = planted_words[label]
                 pos = {"end": len(words), "start": 0}.get(p["position"])
                 if pos is None:
                     pos = int(rng.integers(0, len(words) + 1))
@@ -153,11 +212,18 @@ class PlantedSST(Task):
         p = self.spec.params
         train_raw, held_raw = self._raw()
         rng = np.random.default_rng(p["label_seed"])
+        planted, distractors = self._vocabulary(train_raw + held_raw)
+        d_rng = None
+        if distractors:
+            from harness.official import derived_seed
+
+            d_rng = np.random.default_rng(derived_seed(self._secret, f"{self.spec.name}/distractors"))
+        kw = dict(planted_words=planted, distractors=distractors, distractor_rng=d_rng)
         # Some training rows carry no planted word (random label): without them a model can
         # solve the task by detecting one planted word alone ("positive" present -> 1, else
         # 0), and the other planted word would not be the evidence the ground truth says.
-        train = self.plant(train_raw, rng, p["correlation"] * (1 - p["unplanted_train_share"]))
-        held = self.plant(held_raw, rng, p["correlation"])
+        train = self.plant(train_raw, rng, p["correlation"] * (1 - p["unplanted_train_share"]), **kw)
+        held = self.plant(held_raw, rng, p["correlation"], **kw)
         n_dev = p["n_dev"]
         if len(held) < n_dev + 1:
             raise ValueError(f"not enough held-out rows ({len(held)}) for n_dev={n_dev} plus evaluation")
@@ -168,8 +234,12 @@ class PlantedSST(Task):
         dev_rows = [((r["words"],), r["label"]) for r in dev if r["gold"] is not None]
         examples = [Example(id=f"{self.spec.name}-{i}", segments=(r["words"],)) for i, r in enumerate(evals)]
         gold = [[r["gold"]] for r in evals]
-        return PreparedTask(train_rows, dev_rows, examples, gold,
-                            hash_prepared(train_rows, dev_rows, examples, gold))
+        data_hash = hash_prepared(train_rows, dev_rows, examples, gold)
+        if self._secret is not None:  # keyed: a plain hash could be matched against every word pair
+            from harness.official import keyed_hash
+
+            data_hash = keyed_hash(self._secret, data_hash)
+        return PreparedTask(train_rows, dev_rows, examples, gold, data_hash)
 
 
 @register_task("planted_sst")

@@ -25,7 +25,9 @@ def test_validate_cli_passes_baseline_and_fails_broken(capsys):
 
 def test_run_cli_then_leaderboard(tmp_path, cache_dir, capsys):
     res, out = tmp_path / "results", tmp_path / "board"
-    args = ["run", "--submissions", "random", "leave_one_out", "--n-eval", "8", "--results-dir", str(res),
+    # two of the default tasks, small (the NLI tasks' own end-to-end runs are in test_nli_tasks.py)
+    args = ["run", "--tasks", "planted_sst", "fragility", "--submissions", "random", "leave_one_out",
+            "--n-eval", "8", "--results-dir", str(res),
             "--out-dir", str(out), "--cache-dir", str(cache_dir)]
     for k, v in SMALL_TASK.items():
         if k != "n_eval":

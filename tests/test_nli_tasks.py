@@ -262,13 +262,15 @@ def test_task_specs_metrics_and_operator_parameter():
     s = t.spec
     assert s.num_labels == 3 and s.fields == ("premise", "hypothesis") and s.main_metric == "norm_comprehensiveness"
     assert set(s.metrics) == {"comprehensiveness", "sufficiency", "norm_comprehensiveness", "norm_sufficiency",
-                              "deletion_auc", "insertion_auc"}
-    assert all(p["operator"] == "delete" for p in s.metric_params.values())
+                              "deletion_auc", "insertion_auc", "deletion_bert_auc"}
+    # deletion_bert_auc (T5 bias matrix) always removes by the masked LM; the others follow `operator`
+    assert s.metric_params["deletion_bert_auc"]["operator"] == "mlm"
+    assert all(p["operator"] == "delete" for m, p in s.metric_params.items() if m != "deletion_bert_auc")
     assert s.metric_params["comprehensiveness"]["bins"] == [0.01, 0.05, 0.1, 0.2, 0.5]
     assert s.metric_params["deletion_auc"]["curve_fraction"] == 0.2
     assert s.model.min_dev_accuracy == 0.9 and s.model.kind == "tiny-bert"
     masked = get_task("mnli_faithfulness", operator="mask")
-    assert all(p["operator"] == "mask" for p in masked.spec.metric_params.values())
+    assert all(p["operator"] == "mask" for m, p in masked.spec.metric_params.items() if m != "deletion_bert_auc")
     assert masked.spec.hash() != s.hash()
     e = get_task("esnli_plausibility").spec
     assert e.main_metric == "iou_best_tau" and {"auprc", "token_f1_at_k", "gt_overlap", "comprehensiveness"} <= set(e.metrics)
@@ -297,14 +299,14 @@ def test_embedded_tasks_prepare_pairs_with_gold():
 SMALL_NLI = dict(n_train=2000, n_dev=200, n_eval=40)
 
 
-def _small_run(task_name, subs, results, cache_dir):
+def _small_run(task_name, subs, results, cache_dir, **overrides):
     from harness.runner import RunConfig, run_grid
     from harness.submission import resolve
 
     config = RunConfig(results_dir=results, cache_dir=cache_dir, batch_size=20)
     if hasattr(config, "mlm"):
         config.mlm = "none"          # no masked LM needed for the delete operator
-    summary = run_grid([get_task(task_name, **SMALL_NLI)], [resolve(s) for s in subs], config)
+    summary = run_grid([get_task(task_name, **SMALL_NLI, **overrides)], [resolve(s) for s in subs], config)
     assert not summary.task_failures and not summary.errors, (summary.task_failures, summary.errors)
     from harness.records import ResultRecord
 
@@ -332,9 +334,30 @@ def test_esnli_plausibility_end_to_end(esnli_records):
 
 
 def test_mnli_faithfulness_reference_model_reaches_its_bar(tmp_path, cache_dir):
-    records = _small_run("mnli_faithfulness", ["random"], tmp_path, cache_dir)
+    records = _small_run("mnli_faithfulness", ["random"], tmp_path, cache_dir, bias_metrics=False)  # no masked LM
     r = records["random"]
     assert r.model.dev_accuracy >= 0.90 and r.main_metric == "norm_comprehensiveness"
     assert {s.params["operator"] for s in r.scores.values()} == {"delete"}
     assert r.scores["deletion_auc"].params == {"operator": "delete", "curve_fraction": 0.2}
     assert 0.0 <= r.scores["norm_comprehensiveness"].value <= 1.0
+
+
+def test_leaderboard_shows_operator_tau_and_load_report(esnli_records, tmp_path):
+    """The Markdown board names each removal metric's operator and each explainer's tau; the CSV
+    carries the same; the record keeps the task's load report."""
+    from harness import leaderboard
+    from harness.leaderboard import build_boards, render_markdown, table_rows
+
+    ig = esnli_records["integrated_gradients"]
+    assert ig.task.load_report["n_eval"] == 40
+    boards = build_boards([(r, f"{n}.json") for n, r in sorted(esnli_records.items())])
+    md = render_markdown(boards, len(esnli_records))
+    assert "comprehensiveness (operator delete)" in md and "sufficiency (operator delete)" in md
+    tau = ig.scores["iou_best_tau"].details["tau"]
+    row = next(line for line in md.splitlines()
+               if line.startswith("| integrated_gradients |") and "tau=" in line)
+    assert f"tau={tau:.3g}" in row
+    rows = {r["submission"]: r for r in table_rows(boards)}
+    assert rows["integrated_gradients"]["iou_best_tau_tau"] == round(tau, 6)
+    assert json.loads(rows["random"]["comprehensiveness_params"])["operator"] == "delete"
+    assert leaderboard.OVERALL_RULE

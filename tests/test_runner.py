@@ -49,7 +49,7 @@ def test_grid_writes_valid_records_and_isolates_failures(grid_run):
     for name in GRID:
         r = recs[name]
         assert r.status == "ok", r.error
-        assert set(r.scores) == {"gt_overlap", "mean_rank_pct"}
+        assert set(r.scores) == {"gt_overlap", "mean_rank_pct", "deletion_auc", "deletion_bert_auc"}  # + T5 bias pair
         assert len(r.per_example["gt_overlap"]) == SMALL_TASK["n_eval"] == len(r.example_ids)
         for s in r.scores.values():
             assert s.ci_low <= s.value <= s.ci_high
@@ -135,7 +135,7 @@ def test_leaderboard_is_deterministic_and_ranked(grid_run, tmp_path):
     for pa, pb in zip(a, b):
         assert pa.read_bytes() == pb.read_bytes(), pa.name
     md = (tmp_path / "a" / "LEADERBOARD.md").read_text()
-    assert "## planted_sst (v1.0) on tiny-bert" in md and "Failed submissions" in md
+    assert "## planted_sst (v1.1) on tiny-bert" in md and "Failed submissions" in md
     assert md.index("| integrated_gradients |") < md.index("| random |")
     assert "explainer exploded on purpose" in md
     doc = json.loads((tmp_path / "a" / "leaderboard.json").read_text())

@@ -293,6 +293,108 @@ def test_cls_only_last_layer_is_exact_and_restored(sharp):
     assert layers[-1] is last
 
 
+
+def test_fused_layer_and_cls_attention_backward_are_the_autograd_ones(monkeypatch):
+    """Hand-written backward passes of the fused BERT layer (several tiles, padded inputs) and of
+    the [CLS]-only attention, against finite differences in float64."""
+    from transformers import BertConfig
+    from transformers.models.bert.modeling_bert import BertLayer
+
+    from harness.explainers import common
+
+    torch.manual_seed(0)
+    cfg = BertConfig(hidden_size=8, num_attention_heads=2, intermediate_size=12, hidden_dropout_prob=0.1,
+                     attention_probs_dropout_prob=0.1)
+    cfg._attn_implementation = "sdpa"
+    layer = BertLayer(cfg).double().eval()
+    for prm in layer.parameters():
+        prm.requires_grad_(False)
+    assert common._fused_applies(layer)
+    monkeypatch.setattr(common, "FUSED_TILE_TOKENS", 10)  # 2 inputs of 5 tokens per tile
+    R, T = 5, 5
+    hidden = torch.randn(R, T, 8, dtype=torch.float64, requires_grad=True)
+    mask = torch.zeros(R, 1, 1, T, dtype=torch.float64)
+    mask[1, ..., 3:] = torch.finfo(torch.float64).min  # a padded input
+    fused = common._fused_layer(layer)
+    for m in (mask, None):
+        torch.autograd.gradcheck(lambda x: fused(x, m)[0], (hidden,))
+        np.testing.assert_allclose(fused(hidden, m)[0].detach().numpy(), layer(hidden, m)[0].detach().numpy(),
+                                   atol=1e-12)
+    qk = torch.randn(R, 2, 8, dtype=torch.float64, requires_grad=True)
+    torch.autograd.gradcheck(lambda a, h: common.cls_attention(a, h, mask[:, :, 0], 0.5), (qk, hidden))
+    ref = torch.softmax(torch.einsum("bhk,btk->bht", qk, hidden) * 0.5 + mask[:, :, 0], -1) @ hidden
+    np.testing.assert_allclose(common.cls_attention(qk, hidden, mask[:, :, 0], 0.5).detach().numpy(),
+                               ref.detach().numpy(), atol=1e-12)
+
+
+@pytest.mark.parametrize("rows", [TINY_SENTENCES, TINY_PAIRS], ids=["sentences", "pairs"])
+def test_fused_layers_and_shifted_embeddings_are_exact_and_restored(sharp, rows):
+    from harness.explainers.common import (cls_only_last_layer, frozen_parameters, fused_layers,
+                                           position_type_shift, shifted_embeddings)
+
+    model = sharp.model
+    batch = sharp.make_batch(rows)  # padded, with segment ids for the pairs
+    emb = sharp.embeddings(batch.input_ids).detach()
+    layers = list(model.bert.encoder.layer)
+    embeddings = model.bert.embeddings
+
+    def proba_and_grad(fast: bool, shifted: bool):
+        x = emb.clone().requires_grad_()
+        with (frozen_parameters(model), cls_only_last_layer(model, fast), fused_layers(model, fast) as on_fast,
+              shifted_embeddings(model, shifted) as on_shift):
+            assert (on_fast, on_shift) == (fast, shifted)
+            inp = x + position_type_shift(model, batch.token_type_ids, x.shape[1]) if on_shift else x
+            p = sharp.proba(inputs_embeds=inp, attention_mask=batch.attention_mask,
+                            token_type_ids=None if on_shift else batch.token_type_ids)
+        (g,) = torch.autograd.grad(p.gather(1, batch.targets.view(-1, 1)).sum(), x)
+        return p.detach().numpy(), g.numpy()
+
+    p0, g0 = proba_and_grad(False, False)
+    for fast, shifted in [(True, False), (False, True), (True, True)]:
+        p, g = proba_and_grad(fast, shifted)
+        np.testing.assert_allclose(p, p0, atol=1e-6)
+        np.testing.assert_allclose(g, g0, rtol=1e-4, atol=1e-5 * np.abs(g0).max())  # float32, sensitive model
+    with pytest.raises(RuntimeError):
+        with fused_layers(model) as on, shifted_embeddings(model):
+            assert on and type(model.bert.encoder.layer[0]).__name__ == "FusedBertLayer"
+            raise RuntimeError("boom")
+    assert list(model.bert.encoder.layer) == layers
+    assert model.bert.embeddings is embeddings
+    # trainable parameters: the fused layer hands over to the stock one (it computes no weight gradients)
+    with fused_layers(model):
+        x = emb.clone().requires_grad_()
+        p = sharp.proba(inputs_embeds=x, attention_mask=batch.attention_mask, token_type_ids=batch.token_type_ids)
+        p[:, 0].sum().backward()
+    assert all(prm.grad is not None for prm in model.bert.encoder.layer[0].parameters())
+    model.zero_grad(set_to_none=True)
+
+
+@pytest.mark.parametrize("rows", [TINY_SENTENCES, TINY_PAIRS], ids=["sentences", "pairs"])
+def test_smoothgrad_equals_the_per_input_definition(sharp, rows):
+    """The batched SmoothGrad (packed passes, [CLS]-only last layer, fused attention, shifted
+    embeddings) against the definition on the plain model, one input and one noisy copy at a time."""
+    from harness.explain_utils import example_seed
+
+    n = 6
+    batch = sharp.make_batch(rows, seed=3)  # different lengths (padded), segment ids for the pairs
+    ours = make("smoothgrad", n_samples=n, internal_batch_size=2 * n).explain(sharp, batch).scores
+    for i in range(len(batch)):
+        L = int(batch.attention_mask[i].sum())
+        ids = batch.input_ids[i:i + 1, :L]
+        types = None if batch.token_type_ids is None else batch.token_type_ids[i:i + 1, :L]
+        e = sharp.embeddings(ids).detach()[0]
+        sigma = float(0.15 * (e.max() - e.min()))
+        eps = torch.randn((n, L, e.shape[-1]), generator=torch.Generator().manual_seed(example_seed(batch, i)))
+        grads = []
+        for s in range(n):
+            x = (e + sigma * eps[s]).unsqueeze(0).requires_grad_()
+            p = sharp.proba(inputs_embeds=x, attention_mask=torch.ones(1, L, dtype=torch.long), token_type_ids=types)
+            grads.append(torch.autograd.grad(p[0, int(batch.targets[i])], x)[0][0])
+        ref = torch.stack(grads).mean(0).norm(dim=-1).double().numpy()
+        ref[batch.special_tokens_mask[i, :L].numpy()] = 0
+        np.testing.assert_allclose(ours[i, :L], ref, rtol=1e-4, atol=1e-5 * ref.max())
+
+
 def test_smoothgrad_without_noise_is_the_gradient(sharp):
     batch = sharp.make_batch(TINY_SENTENCES)
     sg = make("smoothgrad", noise_level=0.0, n_samples=3).explain(sharp, batch).scores

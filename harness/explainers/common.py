@@ -153,27 +153,75 @@ def _cls_only_layer(layer):
             sa = lay.attention.self
             B, T, D = hidden_states.shape
             H, dh = sa.num_attention_heads, sa.attention_head_size
-            h0 = hidden_states[:, :1]
+            h0 = hidden_states[:, :1].contiguous()  # (B, 1, D): a strided view would make the Linears batched products
             q = sa.query(h0).view(B, H, dh)
             wk = sa.key.weight.view(H, dh, D)
             wv = sa.value.weight.view(H, dh, D)
-            qk = torch.einsum("bhd,hdk->bhk", q, wk)  # (B, H, D): W_k^T q per head
-            scores = torch.einsum("bhk,btk->bht", qk, hidden_states) / math.sqrt(dh)
+            qk = torch.bmm(q.transpose(0, 1), wk).transpose(0, 1)  # (B, H, D): W_k^T q per head
+            row = None
             if attention_mask is not None:
                 m = attention_mask
                 if m.dtype == torch.bool:
-                    m = torch.zeros(m.shape, dtype=scores.dtype, device=m.device).masked_fill(
-                        ~m, torch.finfo(scores.dtype).min)
-                scores = scores + m[:, :, 0, :]  # (B, 1 or H, T): the [CLS] row of the additive mask
-            probs = sa.dropout(torch.softmax(scores, dim=-1))
-            hbar = torch.einsum("bht,btk->bhk", probs, hidden_states)  # (B, H, D)
-            ctx = torch.einsum("bhk,hdk->bhd", hbar, wv)
+                    m = torch.zeros(m.shape, dtype=qk.dtype, device=m.device).masked_fill(
+                        ~m, torch.finfo(qk.dtype).min)
+                row = m[:, :, 0, :]  # (B, 1 or H, T): the [CLS] row of the additive mask
+            if sa.training:
+                scores = torch.einsum("bhk,btk->bht", qk, hidden_states) / math.sqrt(dh)
+                probs = sa.dropout(torch.softmax(scores if row is None else scores + row, dim=-1))
+                hbar = torch.einsum("bht,btk->bhk", probs, hidden_states)  # (B, H, D)
+            else:
+                hbar = cls_attention(qk, hidden_states, row, 1.0 / math.sqrt(dh))  # (B, H, D)
+            ctx = torch.bmm(hbar.transpose(0, 1), wv.transpose(1, 2)).transpose(0, 1)  # (B, H, dh): W_v hbar
             if sa.value.bias is not None:
                 ctx = ctx + sa.value.bias.view(H, dh)
             attn_out = lay.attention.output(ctx.reshape(B, 1, H * dh), h0)
             return (lay.output(lay.intermediate(attn_out), attn_out),)
 
     return ClsOnlyBertLayer(layer)
+
+
+def _cls_attention_fn():
+    import torch
+
+    class ClsAttentionFn(torch.autograd.Function):
+        """hbar = softmax(qk . h_t * scale + mask) @ h per head, with a hand-written backward that
+        gets d h in one (B, T, 2H) x (B, 2H, D) product (autograd's einsum backward takes two
+        rank-H products into a transposed buffer: several times slower for few heads)."""
+
+        @staticmethod
+        def forward(ctx, qk, hidden, row, scale: float):
+            s = torch.bmm(qk, hidden.transpose(1, 2)).mul_(scale)
+            if row is not None:
+                s = s + row
+            p = torch.softmax(s, -1)
+            ctx.scale = scale
+            ctx.save_for_backward(qk, hidden, p)
+            return torch.bmm(p, hidden)
+
+        @staticmethod
+        def backward(ctx, d_hbar):
+            qk, hidden, p = ctx.saved_tensors
+            d_hbar = d_hbar.contiguous()
+            dp = torch.bmm(d_hbar, hidden.transpose(1, 2))
+            ds = p * (dp - (dp * p).sum(-1, keepdim=True))
+            ds.mul_(ctx.scale)
+            d_qk = torch.bmm(ds, hidden)
+            d_hidden = torch.bmm(torch.cat([ds, p], 1).transpose(1, 2), torch.cat([qk, d_hbar], 1))
+            return d_qk, d_hidden, None, None
+
+    return ClsAttentionFn
+
+
+_CLS_ATTENTION_FN = None
+
+
+def cls_attention(qk, hidden, row, scale: float):
+    """(B, H, D): sum_t softmax_t(qk[b, h] . hidden[b, t] * scale + row[b, h, t]) hidden[b, t]
+    (``row`` (B, 1 or H, T) additive, or None), differentiable w.r.t. ``qk`` and ``hidden``."""
+    global _CLS_ATTENTION_FN
+    if _CLS_ATTENTION_FN is None:
+        _CLS_ATTENTION_FN = _cls_attention_fn()
+    return _CLS_ATTENTION_FN.apply(qk.contiguous(), hidden.contiguous(), row, float(scale))
 
 
 def supports_cls_only(model) -> bool:
@@ -214,3 +262,281 @@ def cls_only_last_layer(model, enabled: bool = True):
         yield True
     finally:
         layers[-1] = original
+
+
+# --- position and segment embeddings added by the caller -----------------------------------
+
+def supports_shifted_embeddings(model) -> bool:
+    """Whether :func:`shifted_embeddings` applies: a ``BertForSequenceClassification`` with the
+    stock ``BertEmbeddings`` (absolute positions)."""
+    try:
+        from transformers.models.bert.modeling_bert import BertEmbeddings
+    except ImportError:  # pragma: no cover
+        return False
+    emb = getattr(getattr(model, "bert", None), "embeddings", None)
+    cfg = getattr(model, "config", None)
+    return (type(emb) is BertEmbeddings and cfg is not None
+            and getattr(cfg, "position_embedding_type", "absolute") == "absolute"
+            and type(model).__name__ == "BertForSequenceClassification")
+
+
+def position_type_shift(model, token_type_ids, length: int):
+    """(B, length, D) no-grad: the position plus segment embeddings BERT adds to each word
+    embedding (``token_type_ids`` (B, >= length) or None for segment 0)."""
+    import torch
+
+    emb = model.bert.embeddings
+    emb = getattr(emb, "inner", emb)  # also inside :func:`shifted_embeddings`
+    with torch.no_grad():
+        pos = emb.position_embeddings.weight[:length]
+        if token_type_ids is None:
+            return (emb.token_type_embeddings.weight[0] + pos).unsqueeze(0)
+        return emb.token_type_embeddings(token_type_ids[:, :length]) + pos
+
+
+@contextmanager
+def shifted_embeddings(model, enabled: bool = True):
+    """Within the block, ``inputs_embeds`` given to the BERT classifier must already include the
+    position and segment embeddings (:func:`position_type_shift`): its embedding module only
+    applies the LayerNorm (and dropout).  Callers that evaluate many points per input then add
+    the shift once, fused with building the points, instead of the model gathering and adding
+    it for every row.  Yields whether it applies (a no-op otherwise: plain word embeddings
+    then); the module is put back afterwards, even on error."""
+    if not enabled or not supports_shifted_embeddings(model):
+        yield False
+        return
+    import torch
+
+    class ShiftedBertEmbeddings(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+            self.word_embeddings = inner.word_embeddings
+
+        def forward(self, input_ids=None, position_ids=None, token_type_ids=None, inputs_embeds=None,
+                    past_key_values_length=0, **kwargs):
+            if inputs_embeds is None:
+                raise ValueError("shifted_embeddings: pass inputs_embeds (word + position + segment embeddings)")
+            return self.inner.dropout(self.inner.LayerNorm(inputs_embeds))
+
+    bert = model.bert
+    original = bert.embeddings
+    bert.embeddings = ShiftedBertEmbeddings(original)
+    try:
+        yield True
+    finally:
+        bert.embeddings = original
+
+
+# --- a fused, tiled BERT layer for input gradients -------------------------------------------
+
+#: tokens per tile of :class:`FusedBertLayer`: the intermediates of one tile stay in the CPU's
+#: L2 cache between the GEMMs and elementwise ops (a 2048 x 128 float32 tile is 1 MiB)
+FUSED_TILE_TOKENS = 2048
+
+
+def _attention_forward(x, mask, heads: int, scale: float):
+    """Per-head softmax(q k^T * scale + mask) v of ``x`` = (R, T, 3, H, dh) fused projections;
+    returns the (R, T, H * dh) output and the per-head (R, T, T) probabilities."""
+    import torch
+
+    outs, probs = [], []
+    for h in range(heads):
+        q, k, v = x[:, :, 0, h], x[:, :, 1, h], x[:, :, 2, h]
+        if mask is None:
+            s = torch.bmm(q, k.transpose(1, 2)).mul_(scale)
+        else:
+            s = torch.baddbmm(mask[:, h if mask.shape[1] > 1 else 0], q, k.transpose(1, 2), alpha=scale)
+        p = torch.softmax(s, -1)
+        probs.append(p)
+        outs.append(torch.bmm(p, v))
+    return torch.cat(outs, -1), probs
+
+
+def _attention_backward(x, probs, grad_out, scale: float, grad):
+    """Writes d loss / d ``x`` ((R, T, 3, H, dh), see :func:`_attention_forward`) into ``grad``."""
+    import torch
+
+    dh = x.shape[-1]
+    for h, p in enumerate(probs):
+        q, k, v = x[:, :, 0, h], x[:, :, 1, h], x[:, :, 2, h]
+        do = grad_out[:, :, h * dh:(h + 1) * dh]
+        grad[:, :, 2, h] = torch.bmm(p.transpose(1, 2), do)
+        dp = torch.bmm(do, v.transpose(1, 2))
+        ds = p * (dp - (dp * p).sum(-1, keepdim=True))
+        ds.mul_(scale)
+        grad[:, :, 0, h] = torch.bmm(ds, k)
+        grad[:, :, 1, h] = torch.bmm(ds.transpose(1, 2), q)
+
+
+def _fused_layer_fn():
+    import math
+
+    import torch
+
+    aten = torch.ops.aten
+
+    class FusedLayerFn(torch.autograd.Function):
+        """One BERT layer (self-attention, residual + LayerNorm, GELU feed-forward, residual +
+        LayerNorm), forward and a hand-written backward w.r.t. the layer input only (parameters
+        get no gradient), computed tile by tile (whole inputs, about FUSED_TILE_TOKENS tokens).
+        Saves the fused projections, attention probabilities, the two LayerNorm inputs and
+        statistics and the feed-forward pre-activations."""
+
+        @staticmethod
+        def forward(ctx, hidden, mask, layer, heads: int):
+            sa, so, inter, out = layer.attention.self, layer.attention.output, layer.intermediate, layer.output
+            R, T, D = hidden.shape
+            dh = D // heads
+            scale = 1.0 / math.sqrt(dh)
+            w_qkv = torch.cat([sa.query.weight, sa.key.weight, sa.value.weight])
+            b_qkv = torch.cat([sa.query.bias, sa.key.bias, sa.value.bias])
+            F_ = inter.dense.out_features
+            qkv = hidden.new_empty(R, T, 3 * D)
+            z1 = hidden.new_empty(R, T, D)
+            pre = hidden.new_empty(R, T, F_)
+            z2 = hidden.new_empty(R, T, D)
+            h1 = hidden.new_empty(R, T, D)
+            stats, probs = [], []
+            rows = max(1, FUSED_TILE_TOKENS // max(1, T))
+            for r0 in range(0, R, rows):
+                r1 = min(R, r0 + rows)
+                n = (r1 - r0) * T
+                x = hidden[r0:r1].reshape(n, D)
+                torch.addmm(b_qkv, x, w_qkv.t(), out=qkv[r0:r1].view(n, 3 * D))
+                m = None if mask is None else mask[r0:r1]
+                att, p = _attention_forward(qkv[r0:r1].view(r1 - r0, T, 3, heads, dh), m, heads, scale)
+                probs.append(p)
+                zt = z1[r0:r1].view(n, D)
+                torch.addmm(so.dense.bias, att.view(n, D), so.dense.weight.t(), out=zt)
+                zt.add_(x)
+                a, mean1, rstd1 = aten.native_layer_norm(zt, [D], so.LayerNorm.weight, so.LayerNorm.bias,
+                                                         so.LayerNorm.eps)
+                pt = pre[r0:r1].view(n, F_)
+                torch.addmm(inter.dense.bias, a, inter.dense.weight.t(), out=pt)
+                g = torch.nn.functional.gelu(pt)
+                z2t = z2[r0:r1].view(n, D)
+                torch.addmm(out.dense.bias, g, out.dense.weight.t(), out=z2t)
+                z2t.add_(a)
+                y, mean2, rstd2 = aten.native_layer_norm(z2t, [D], out.LayerNorm.weight, out.LayerNorm.bias,
+                                                         out.LayerNorm.eps)
+                h1[r0:r1].view(n, D).copy_(y)
+                stats.append((mean1, rstd1, mean2, rstd2))
+            ctx.layer, ctx.heads, ctx.scale, ctx.rows = layer, heads, scale, rows
+            ctx.w_qkv = w_qkv
+            ctx.probs, ctx.stats = probs, stats
+            ctx.save_for_backward(qkv, z1, pre, z2)
+            return h1
+
+        @staticmethod
+        def backward(ctx, grad_h1):
+            qkv, z1, pre, z2 = ctx.saved_tensors
+            layer, heads, scale, rows = ctx.layer, ctx.heads, ctx.scale, ctx.rows
+            so, inter, out = layer.attention.output, layer.intermediate, layer.output
+            R, T, D = z1.shape
+            dh = D // heads
+            grad_h1 = grad_h1.contiguous()
+            grad_in = torch.empty_like(z1)
+            for i, r0 in enumerate(range(0, R, rows)):
+                r1 = min(R, r0 + rows)
+                n = (r1 - r0) * T
+                mean1, rstd1, mean2, rstd2 = ctx.stats[i]
+                dz2 = aten.native_layer_norm_backward(grad_h1[r0:r1].reshape(n, D), z2[r0:r1].view(n, D), [D],
+                                                      mean2, rstd2, out.LayerNorm.weight, out.LayerNorm.bias,
+                                                      [True, False, False])[0]
+                d_g = torch.mm(dz2, out.dense.weight)
+                d_pre = aten.gelu_backward(d_g, pre[r0:r1].view(n, -1))
+                d_a = torch.addmm(dz2, d_pre, inter.dense.weight)  # + the residual
+                dz1 = aten.native_layer_norm_backward(d_a, z1[r0:r1].view(n, D), [D], mean1, rstd1,
+                                                      so.LayerNorm.weight, so.LayerNorm.bias,
+                                                      [True, False, False])[0]
+                d_att = torch.mm(dz1, so.dense.weight).view(r1 - r0, T, D)
+                d_qkv = torch.empty((r1 - r0, T, 3, heads, dh), dtype=z1.dtype, device=z1.device)
+                _attention_backward(qkv[r0:r1].view(r1 - r0, T, 3, heads, dh), ctx.probs[i], d_att, scale, d_qkv)
+                torch.addmm(dz1, d_qkv.view(n, 3 * D), ctx.w_qkv, out=grad_in[r0:r1].view(n, D))  # + residual
+            return grad_in, None, None, None
+
+    return FusedLayerFn
+
+
+_FUSED_LAYER_FN = None
+
+
+def _fused_applies(layer) -> bool:
+    """A stock eval-mode BERT layer with exact GELU, absolute positions, no cross-attention and
+    no feed-forward chunking, all of whose parameters are frozen (no weight gradients here)."""
+    import torch
+    from transformers.activations import GELUActivation
+    from transformers.models.bert.modeling_bert import BertSdpaSelfAttention, BertSelfAttention
+
+    sa = layer.attention.self
+    act = layer.intermediate.intermediate_act_fn
+    return (not layer.training and type(sa) in (BertSelfAttention, BertSdpaSelfAttention)
+            and getattr(sa, "position_embedding_type", "absolute") == "absolute"
+            and not getattr(layer, "add_cross_attention", False) and getattr(layer, "chunk_size_feed_forward", 0) == 0
+            and type(act) is GELUActivation and getattr(act, "act", None) is torch.nn.functional.gelu
+            and all(lin.bias is not None for lin in (sa.query, sa.key, sa.value, layer.attention.output.dense,
+                                                     layer.intermediate.dense, layer.output.dense))
+            and not any(p.requires_grad for p in layer.parameters()))
+
+
+def _fused_layer(inner):
+    import torch
+
+    class FusedBertLayer(torch.nn.Module):
+        """A BERT layer computed by one tiled, fused autograd function (input gradients only;
+        same algebra as the stock layer).  Anything unusual (head mask, cross-attention, cache,
+        attention outputs, training mode, trainable parameters) goes to the wrapped layer."""
+
+        def __init__(self, wrapped):
+            super().__init__()
+            self.inner = wrapped
+
+        def forward(self, hidden_states, attention_mask=None, head_mask=None, encoder_hidden_states=None,
+                    *args, **kwargs):
+            global _FUSED_LAYER_FN
+            extra = args or any(v not in (None, False) for k, v in kwargs.items() if k != "cache_position")
+            if head_mask is not None or encoder_hidden_states is not None or extra or not _fused_applies(self.inner):
+                return self.inner(hidden_states, attention_mask, head_mask, encoder_hidden_states, *args, **kwargs)
+            mask = attention_mask
+            if mask is not None:
+                if mask.dtype == torch.bool:
+                    mask = torch.zeros(mask.shape, dtype=hidden_states.dtype, device=mask.device).masked_fill(
+                        ~mask, torch.finfo(hidden_states.dtype).min)
+                while mask.dim() < 4:
+                    mask = mask.unsqueeze(1)
+                mask = mask.to(hidden_states.dtype)
+            if _FUSED_LAYER_FN is None:
+                _FUSED_LAYER_FN = _fused_layer_fn()
+            heads = self.inner.attention.self.num_attention_heads
+            return (_FUSED_LAYER_FN.apply(hidden_states.contiguous(), mask, self.inner, heads),)
+
+    return FusedBertLayer(inner)
+
+
+@contextmanager
+def fused_layers(model, enabled: bool = True):
+    """Within the block, the full (stock) layers of a ``BertForSequenceClassification`` run as
+    :class:`FusedBertLayer` (input gradients only: use with :func:`frozen_parameters`; the
+    [CLS]-only layer of :func:`cls_only_last_layer` is left alone).  Exact up to float
+    rounding; the layers are put back afterwards, even on error; a no-op for other models or
+    when ``enabled`` is False."""
+    cfg = getattr(model, "config", None)
+    layers = getattr(getattr(getattr(model, "bert", None), "encoder", None), "layer", None)
+    if (not enabled or cfg is None or not layers or type(model).__name__ != "BertForSequenceClassification"
+            or getattr(cfg, "position_embedding_type", "absolute") != "absolute"
+            or getattr(cfg, "is_decoder", False) or getattr(cfg, "add_cross_attention", False)):
+        yield False
+        return
+    from transformers.models.bert.modeling_bert import BertLayer
+
+    swapped = []
+    try:
+        for i, layer in enumerate(layers):
+            if type(layer) is BertLayer:
+                swapped.append((i, layer))
+                layers[i] = _fused_layer(layer)
+        yield bool(swapped)
+    finally:
+        for i, layer in swapped:
+            layers[i] = layer

@@ -11,9 +11,18 @@ allows:
 - gradients are taken w.r.t. the embedding rows only, with the parameters frozen
   (autograd then skips weight gradients and keeps fewer tensors);
 - for a BERT sequence classifier the last layer computes the [CLS] row only
-  (:func:`harness.explainers.common.cls_only_last_layer`; exact, the pooler reads nothing else).
+  (:func:`harness.explainers.common.cls_only_last_layer`; exact, the pooler reads nothing else),
+  with a hand-written backward for its attention (:func:`harness.explainers.common.cls_attention`);
+- the other layers run as one fused autograd function each, forward and input-gradient
+  backward tile by tile (about 2048 tokens, so a tile's intermediates stay in cache; fused
+  query/key/value projection, attention on strided per-head views, residuals folded into the
+  backward GEMMs; :func:`harness.explainers.common.fused_layers`);
+- the position and segment embeddings are added once, fused with building the points, not by
+  the model for every row (:func:`harness.explainers.common.shifted_embeddings`).
 
-Every pass goes through ``bundle.model(...)``, so the bundle's hooks count it.
+All of these are exact up to float rounding (checked in ``tests/test_zoo.py`` against the
+plain model, one input and one point at a time).  Every pass goes through ``bundle.model(...)``,
+so the bundle's hooks count it.
 """
 
 from __future__ import annotations
@@ -23,7 +32,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from harness.explainers.common import cls_only_last_layer, frozen_parameters
+from harness.explainers.common import (cls_only_last_layer, frozen_parameters, fused_layers,
+                                      position_type_shift, shifted_embeddings, supports_shifted_embeddings)
 from harness.protocols import ExplainBatch
 
 #: rows x tokens x hidden x layers budget of one pass (about 1.6 GB of float32 activations
@@ -45,13 +55,17 @@ def row_budget(model, length: int, max_rows: int) -> int:
     return max(1, min(max_rows, int(ACTIVATION_BUDGET // max(1, length * hidden * layers))))
 
 
-def embedding_gradients(bundle, batch: ExplainBatch, points: Callable[[list[int], int], torch.Tensor],
+def embedding_gradients(bundle, batch: ExplainBatch, points: Callable[..., torch.Tensor],
                         weights, max_rows: int = 2048, cls_only: bool = True) -> torch.Tensor:
     """(B, T, D) float64: sum_k weights[k] * d p(target) / d rows[k] over the embedding rows
-    ``points(idx, T_c)`` of each example.
+    ``points(idx, T_c, shift)`` of each example.
 
-    ``points(idx, T_c)`` returns the (len(idx), K, T_c, D) embedding rows of the examples ``idx``
-    cut to T_c tokens, K = len(weights).  Positions beyond an example's length get zero."""
+    ``points(idx, T_c, shift)`` returns the (len(idx), K, T_c, D) embedding rows of the examples
+    ``idx`` cut to T_c tokens, K = len(weights), each plus ``shift`` ((len(idx), T_c, D) or
+    (1, T_c, D): the position and segment embeddings, see
+    :func:`harness.explainers.common.shifted_embeddings`) when ``shift`` is not None; the
+    gradient is the same either way (the shift is a constant).  Positions beyond an example's
+    length get zero."""
     w32 = torch.as_tensor(np.asarray(weights, dtype=np.float32))
     n_points = int(w32.numel())
     B, T = batch.input_ids.shape
@@ -60,19 +74,29 @@ def embedding_gradients(bundle, batch: ExplainBatch, points: Callable[[list[int]
     out = torch.zeros(B, T, D, dtype=torch.float64)
     model = bundle.model
     budget = row_budget(model, int(max(lengths) if lengths else 1), max_rows)
-    with frozen_parameters(model), cls_only_last_layer(model, cls_only), torch.enable_grad():
+    shift_all = position_type_shift(model, batch.token_type_ids, T) if cls_only and supports_shifted_embeddings(model) \
+        else None
+    with (frozen_parameters(model), cls_only_last_layer(model, cls_only), fused_layers(model, cls_only),
+          shifted_embeddings(model, shift_all is not None) as shifted, torch.enable_grad()):
         for idx in pack_examples(lengths, n_points, budget):
             Tc = int(max(lengths[i] for i in idx))
-            rows = points(idx, Tc).reshape(len(idx) * n_points, Tc, D).detach().requires_grad_()
             sel = torch.as_tensor(idx, device=batch.input_ids.device)
+            shift = None
+            if shift_all is not None:
+                shift = shift_all[:, :Tc] if shift_all.shape[0] == 1 else shift_all[sel, :Tc]
+            rows = points(idx, Tc, shift).reshape(len(idx) * n_points, Tc, D).detach().requires_grad_()
             mask = batch.attention_mask[sel, :Tc].repeat_interleave(n_points, 0)
-            types = None if batch.token_type_ids is None else batch.token_type_ids[sel, :Tc].repeat_interleave(n_points, 0)
+            types = None
+            if batch.token_type_ids is not None and not shifted:
+                types = batch.token_type_ids[sel, :Tc].repeat_interleave(n_points, 0)
             target = batch.targets[sel].repeat_interleave(n_points, 0)
             proba = bundle.proba(inputs_embeds=rows, attention_mask=mask, token_type_ids=types)
             y = proba.gather(1, target.view(-1, 1)).sum()
             (g,) = torch.autograd.grad(y, rows)
-            g = g.detach().view(len(idx), n_points, Tc, D)
-            out[idx, :Tc] = torch.einsum("k,bktd->btd", w32.to(g.device), g).double().cpu()
+            g = g.detach().view(len(idx), n_points, Tc * D)
+            # sum_k w_k g[:, k]: one batched (1 x K) @ (K x T_c D) product, no permuted copy of g
+            avg = torch.matmul(w32.to(g.device).view(1, 1, n_points), g).view(len(idx), Tc, D)
+            out[idx, :Tc] = avg.double().cpu()
     return out
 
 
@@ -101,10 +125,12 @@ def integrated_gradients(bundle, batch: ExplainBatch, baseline_ids: torch.Tensor
         emb_b = bundle.embeddings(baseline_ids)
     diff = emb_x - emb_b
 
-    def points(idx, Tc):
+    def points(idx, Tc, shift):
         sel = torch.as_tensor(idx, device=emb_x.device)
         base, d = emb_b[sel, :Tc], diff[sel, :Tc]
-        return base[:, None] + a.to(base.device)[None, :, None, None] * d[:, None]
+        if shift is not None:
+            base = base + shift
+        return torch.addcmul(base[:, None], a.to(base.device)[None, :, None, None], d[:, None])
 
     avg = embedding_gradients(bundle, batch, points, weights, max_rows, cls_only)
     attr = (avg * diff.double().cpu()).sum(-1)
@@ -131,21 +157,24 @@ def smoothgrad(bundle, batch: ExplainBatch, seeds: list[int], n_samples: int = 5
         emb = bundle.embeddings(batch.input_ids)
     B, T, D = emb.shape
     lengths = batch.attention_mask.sum(1).tolist()
-    noise = []
+    sigmas = []
     for i in range(B):
-        L = int(lengths[i])
-        real = emb[i, :L]
-        sigma = float(noise_level * (real.max() - real.min())) if L else 0.0
-        gen = torch.Generator().manual_seed(int(seeds[i]))
-        eps = torch.randn((n_samples, L, D), generator=gen, dtype=torch.float32) * sigma
-        noise.append(eps)
+        real = emb[i, :int(lengths[i])]
+        sigmas.append(float(noise_level * (real.max() - real.min())) if len(real) else 0.0)
 
-    def points(idx, Tc):
+    def points(idx, Tc, shift):
         sel = torch.as_tensor(idx, device=emb.device)
-        x = emb[sel, :Tc].unsqueeze(1).repeat(1, n_samples, 1, 1)
+        base = emb[sel, :Tc]
+        if shift is not None:
+            base = base + shift
+        x = torch.empty((len(idx), n_samples, Tc, D), dtype=base.dtype, device=base.device)
         for k, i in enumerate(idx):
-            L = noise[i].shape[1]
-            x[k, :, :L] += noise[i].to(x.device)
+            L = int(lengths[i])
+            gen = torch.Generator().manual_seed(int(seeds[i]))
+            eps = torch.randn((n_samples, L, D), generator=gen, dtype=torch.float32)  # drawn here: still in cache
+            torch.add(base[k, :L], eps.to(x.device), alpha=sigmas[i], out=x[k, :, :L])  # x + sigma * N(0, 1)
+            if L < Tc:
+                x[k, :, L:] = base[k, L:]  # padding (masked out)
         return x
 
     return embedding_gradients(bundle, batch, points, np.full(n_samples, 1.0 / n_samples), max_rows,

@@ -15,7 +15,9 @@ alpha_k and weights w_k for ``n_steps`` (default 50): the quantity captum's
 - the embeddings of input and baseline are looked up once, not recomputed by forward passes;
   f(x) and f(baseline) for the convergence check come from one extra pass of 2B rows;
 - parameters frozen during the backward (input gradients only), and for a BERT classifier the
-  last layer evaluated at [CLS] only (the pooler reads nothing else; exact).
+  last layer evaluated at [CLS] only (the pooler reads nothing else; exact), the other layers
+  as fused, cache-sized tiles with a hand-written input-gradient backward, and the position /
+  segment embeddings added once per point batch (see :mod:`harness.explainers.gradients`).
 
 ``extras["convergence_delta"]`` is |f(x) - f(baseline) - sum_t attr_t| per example.
 """
@@ -34,7 +36,7 @@ class IntegratedGradients:
     name = "integrated_gradients"
     version = "1.1.0"
 
-    def __init__(self, n_steps: int = 50, internal_batch_size: int = 512,
+    def __init__(self, n_steps: int = 50, internal_batch_size: int = 300,
                  method: str = "gausslegendre") -> None:
         if n_steps < 1:
             raise ValueError(f"n_steps must be >= 1, got {n_steps}")

@@ -14,7 +14,9 @@ i))`` over its own real tokens.
 Batching (:func:`harness.explainers.gradients.smoothgrad`): all n noisy copies of every example
 of the batch in as few forward/backward passes as memory allows (``internal_batch_size``
 rows), sorted by length, each pass cut to its longest input, input gradients only, and for a
-BERT classifier the last layer at [CLS] only (exact).
+BERT classifier the last layer at [CLS] only, the other layers as fused, cache-sized tiles
+with a hand-written input-gradient backward (exact up to float rounding; see
+:mod:`harness.explainers.gradients`).  The noise of an example is drawn right before its pass.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ class SmoothGrad:
     name = "smoothgrad"
     version = "1.0.0"
 
-    def __init__(self, n_samples: int = 50, noise_level: float = 0.15, internal_batch_size: int = 512) -> None:
+    def __init__(self, n_samples: int = 50, noise_level: float = 0.15, internal_batch_size: int = 300) -> None:
         if n_samples < 1:
             raise ValueError(f"n_samples must be >= 1, got {n_samples}")
         if noise_level < 0:
