@@ -8,9 +8,10 @@ backend, fixed size and DPI, inputs sorted, no software/time metadata in the PNG
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
+
+from harness.plotting import get_field as _get, plot_file, record_table
 
 from harness.fragility.metrics import BUCKETS
 
@@ -18,29 +19,14 @@ OBJECTIVE_LABELS = {"l2": "L2 objective", "delta_lom": "Delta-LOM objective", "r
 PLOT_DIR = "fragility"
 
 
-def _get(obj: Any, *path: str, default=None):
-    for key in path:
-        if obj is None:
-            return default
-        obj = obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
-    return default if obj is None else obj
-
-
-def _slug(s: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(s)).strip("-") or "x"
-
-
 def fragility_rows(record) -> list[dict]:
     """The per-input rows of a record (empty when it has none or failed)."""
-    if _get(record, "status") != "ok":
-        return []
-    tables = _get(record, "tables", default={}) or {}
-    return list(tables.get("fragility_per_input", []) if isinstance(tables, dict) else [])
+    return record_table(record, "fragility_per_input")
 
 
 def plot_path(task: str, model: str, submission: str) -> str:
     """Where :func:`plot_fragility` writes a plot, relative to the leaderboard folder."""
-    return f"{PLOT_DIR}/{_slug(task)}__{_slug(model)}__{_slug(submission)}.png"
+    return plot_file(PLOT_DIR, task, model, submission)
 
 
 def plot_fragility(records: Iterable, out_dir: str | Path) -> list[Path]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from harness.plotting import get_field as _get
 from harness.removal_metrics import DEFAULT_CURVE_FRACTION, register_removal_variant
 
 DELETION = "deletion_auc"
@@ -40,12 +41,6 @@ BUILTIN_OPERATORS: dict[str, str | None] = {
 }
 
 
-def _get(obj: Any, *path: str, default=None):
-    for key in path:
-        if obj is None:
-            return default
-        obj = obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
-    return default if obj is None else obj
 
 
 def explainer_operator(record) -> str | None:

@@ -10,35 +10,21 @@ DPI, no software/time metadata in the PNG.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
+
+from harness.plotting import get_field as _get, plot_file, record_table
 
 PLOT_DIR = "sanity"
 
 
-def _get(obj: Any, *path: str, default=None):
-    for key in path:
-        if obj is None:
-            return default
-        obj = obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
-    return default if obj is None else obj
-
-
-def _slug(s: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(s)).strip("-") or "x"
-
-
 def layer_rows(record) -> list[dict]:
-    if _get(record, "status") != "ok":
-        return []
-    tables = _get(record, "tables", default={}) or {}
-    return list(tables.get("sanity_layers", []) if isinstance(tables, dict) else [])
+    return record_table(record, "sanity_layers")
 
 
 def plot_path(task: str, model: str, submission: str) -> str:
     """Where :func:`plot_sanity` writes a plot, relative to the leaderboard folder."""
-    return f"{PLOT_DIR}/{_slug(task)}__{_slug(model)}__{_slug(submission)}.png"
+    return plot_file(PLOT_DIR, task, model, submission)
 
 
 def plot_sanity(records: Iterable, out_dir: str | Path) -> list[Path]:
