@@ -181,7 +181,10 @@ def _board_panel(b: Board, plots: list[tuple[str, str, str]], res: str = "result
     for m in metrics:
         hib = next((r.scores[m].higher_is_better for _, r, _ in b.ranked if m in r.scores), True)
         arrow = "&uarr;" if hib else "&darr;"
-        heads.append(_th(f"{_e(m)} {arrow}<br><small>[95% CI]</small>", "num",
+        ops = sorted({str(r.scores[m].params["operator"]) for _, r, _ in b.ranked
+                      if m in r.scores and "operator" in r.scores[m].params})
+        op = f"<small>operator {_e('/'.join(ops))}</small> " if ops else ""
+        heads.append(_th(f"{_e(m)} {arrow}<br>{op}<small>[95% CI]</small>", "num",
                          f"{m}: {'higher' if hib else 'lower'} is better" + (" (main metric)" if m == b.main_metric else ""),
                          "main" if m == b.main_metric else ""))
     heads += [_th("ms/ex<br><small>p50</small>", title="wall time per example, median (batch time / batch size)",
@@ -362,6 +365,8 @@ th{background:var(--head);text-align:left;font-weight:600;padding:6px 10px;posit
   cursor:pointer;user-select:none;vertical-align:bottom;line-height:1.2}
 th small{font-weight:400;color:var(--muted)}
 th.num{text-align:right}
+table.notes td{padding:4px 10px}
+ul.notes{margin:6px 0 10px;padding-left:22px;color:var(--muted)}
 th.main{background:#fff1a8}
 th.sortable::after{content:" \\2195";color:#afb8c1;font-size:11px}
 th[aria-sort=ascending]::after{content:" \\25B2";color:var(--accent)}

@@ -361,3 +361,7 @@ def test_leaderboard_shows_operator_tau_and_load_report(esnli_records, tmp_path)
     assert rows["integrated_gradients"]["iou_best_tau_tau"] == round(tau, 6)
     assert json.loads(rows["random"]["comprehensiveness_params"])["operator"] == "delete"
     assert leaderboard.OVERALL_RULE
+    from harness.html_board import render_html
+
+    page = render_html(boards, len(esnli_records), {})
+    assert "comprehensiveness &uarr;<br><small>operator delete</small>" in page and f"tau={tau:.3g}" in page
