@@ -46,6 +46,9 @@ class TaskInfo(_Strict):
     data_hash: str
     data_source: str
     load_report: dict[str, Any] = Field(default_factory=dict)
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    """The task parameters the run set (``--set``, ``--n-eval``, ...); ``attriboard verify``
+    rebuilds the task from ``name`` and these."""
     """What loading did to the data (rows read, excluded and why), from the task's ``load_report``."""
 
 

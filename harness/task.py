@@ -101,7 +101,9 @@ def load_builtin_tasks() -> None:
 
 def get_task(name: str, **overrides) -> Task:
     load_builtin_tasks()
-    return TASKS.get(name)(**overrides)
+    task = TASKS.get(name)(**overrides)
+    task.overrides = dict(overrides)  # recorded with every result (verify rebuilds the task from them)
+    return task
 
 
 @dataclass

@@ -377,6 +377,8 @@ def rebuild_task(rec: ResultRecord, overrides: dict[str, Any]):
     from harness.task import get_task
 
     candidates = [dict(overrides)]
+    if rec.task.overrides:  # the run's own overrides, as recorded; the caller's take precedence
+        candidates.insert(0, {**rec.task.overrides, **overrides})
     if "n_eval" not in overrides:
         candidates.append({**overrides, "n_eval": rec.task.n_examples})
     if "model" not in overrides and _model_preset(rec.model.name):

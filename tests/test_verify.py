@@ -151,3 +151,11 @@ def test_declared_tolerance_and_ci_overlap():
     v = compare_scores(rec(base), rec(nudged), loose)[0]
     assert v.ok and v.ci_overlap and "1/50 per-example values differ" in v.note
     assert not compare_scores(rec(base), rec(base + 0.3), loose)[0].ok
+
+
+def test_recorded_task_overrides_rebuild_the_task_without_flags(fresh_run, cache_dir, capsys):
+    rec = ResultRecord.read(fresh_run / "planted_sst" / "tiny-bert" / "random.json")
+    assert rec.task.overrides == json.loads(json.dumps(SMALL_TASK))
+    target = fresh_run / "planted_sst" / "tiny-bert" / "random.json"
+    assert main(["verify", str(target), "--cache-dir", str(cache_dir), "--check-only"]) == 0
+    assert "[match] task spec hash" in capsys.readouterr().out
