@@ -165,7 +165,15 @@ def _task_overrides(args) -> dict:
 def cmd_verify(args) -> int:
     from harness.verify import VerifyError, VerifyOptions, render_summary, verify, write_json
 
-    opts = VerifyOptions(overrides=_task_overrides(args), submission=args.submission, device=args.device,
+    from harness.official import SecretError, load_secret
+
+    try:
+        secret = load_secret(args.secret_seed_file)
+    except SecretError as e:
+        print(f"verify {args.target}: cannot verify: {e}")
+        return 2
+    opts = VerifyOptions(overrides=_task_overrides(args), secret=secret, secret_file=args.secret_seed_file,
+                         submission=args.submission, device=args.device,
                          batch_size=args.batch_size, tolerance=args.tolerance, cache_dir=Path(args.cache_dir),
                          retrain=args.retrain, rerun=not args.check_only, isolation=args.isolation)
     try:
@@ -273,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     ve.add_argument("--cache-dir", default=str(REPO_ROOT / ".attriboard"))
     ve.add_argument("--retrain", action="store_true", help="retrain reference models and masked LMs from scratch")
     ve.add_argument("--check-only", action="store_true", help="provenance and self-consistency checks, no re-run")
+    ve.add_argument("--secret-seed-file", help="for records of official runs: the maintainers' secret "
+                    "(else $ATTRIBOARD_SECRET_SEED); checked against the recorded commitment")
     ve.add_argument("--json", help="also write the reports as JSON to this file")
     ve.add_argument("--isolation", choices=["process", "none"],
                     help="run the explainer in a sandboxed worker or in this process (default: as recorded)")

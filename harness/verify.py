@@ -192,6 +192,10 @@ class VerifyOptions:
     """How to rebuild and re-run a record.  The task overrides are those of ``attriboard run``."""
 
     overrides: dict[str, Any] = field(default_factory=dict)
+    secret: str | None = field(default=None, repr=False)
+    """The maintainers' secret, to verify a record of an official run (never printed or stored)."""
+    secret_file: str | None = None
+    """Where the secret came from (hidden from sandboxed workers)."""
     submission: str | None = None
     """A submission folder to use instead of resolving the record's submission name."""
     device: str | None = None
@@ -371,9 +375,10 @@ def _mlm_preset(rec: ResultRecord) -> str | None:
     return {"tiny-mlm": None}.get(name, name if name in MLM_PRESETS else f"hf:{name}")
 
 
-def rebuild_task(rec: ResultRecord, overrides: dict[str, Any]):
+def rebuild_task(rec: ResultRecord, overrides: dict[str, Any], secret: str | None = None):
     """The task of ``rec`` from its name and ``overrides``; candidates also take the number of
-    examples and the model from the record.  Returns (task, spec-hash check)."""
+    examples and the model from the record.  With ``secret`` (an official run's record), the task
+    draws its secret variant before its spec is compared.  Returns (task, spec-hash check)."""
     from harness.task import get_task
 
     candidates = [dict(overrides)]
@@ -387,6 +392,8 @@ def rebuild_task(rec: ResultRecord, overrides: dict[str, Any]):
     for ov in candidates:
         try:
             task = get_task(rec.task.name, **ov)
+            if secret is not None and hasattr(task, "use_secret"):
+                task.use_secret(secret)
         except KeyError as e:
             raise VerifyError(f"task {rec.task.name!r} is not registered: {e}") from e
         except (TypeError, ValueError) as e:
@@ -441,7 +448,12 @@ def _isolation(rec: ResultRecord, opts: VerifyOptions) -> dict[str, Any]:
     from harness.prcheck import isolation_kwargs
 
     recorded = getattr(getattr(rec, "isolation", None), "mode", None)
-    return isolation_kwargs(opts.isolation or recorded or "none")
+    kwargs = isolation_kwargs(opts.isolation or recorded or "none")
+    if kwargs.get("isolation") == "process" and opts.secret_file:  # the worker must not see the secret file
+        from harness.isolation import IsolationSettings
+
+        kwargs["isolation_settings"] = IsolationSettings(hidden_paths=(str(Path(opts.secret_file).resolve()),))
+    return kwargs
 
 
 def _temp_cache(root: Path, cache_dir: Path, retrain: bool) -> Path:
@@ -458,6 +470,22 @@ def _temp_cache(root: Path, cache_dir: Path, retrain: bool) -> Path:
 
 
 # -- verification ---------------------------------------------------------------------------------
+
+def official_secret(rec: ResultRecord, opts: VerifyOptions) -> str | None:
+    """The secret to re-run ``rec`` with: None for a public run; for an official run the given
+    secret, which must match the recorded commitment (else :class:`VerifyError`)."""
+    from harness.official import commitment
+
+    if rec.official is None:
+        return None
+    if opts.secret is None:
+        raise VerifyError("the record is from an official run (secret commitment "
+                          f"{rec.official.secret_commitment[:16]}...); only the maintainers can re-run it: pass "
+                          "--secret-seed-file or set $ATTRIBOARD_SECRET_SEED")
+    if commitment(opts.secret) != rec.official.secret_commitment:
+        raise VerifyError("the given secret is not the one this official run used (its commitment differs)")
+    return opts.secret
+
 
 def verify_record(rec: ResultRecord, source: str, opts: VerifyOptions) -> VerifyReport:
     from harness.provenance import REPO_ROOT
@@ -476,9 +504,17 @@ def verify_record(rec: ResultRecord, source: str, opts: VerifyOptions) -> Verify
     report.checks += [_check("submission code hash", rec.submission.code_hash, sub.code_hash),
                       _check("submission version", rec.submission.version, sub.meta.version),
                       _check("submission parameters", rec.submission.params, sub.params)]
-    task, spec_check = rebuild_task(rec, opts.overrides)
+    secret = official_secret(rec, opts)
+    if secret is not None:
+        report.checks.append(Check("official run: secret commitment", "match", rec.official.secret_commitment,
+                                   note="the given secret is the one the run used (the secret is not printed)"))
+    task, spec_check = rebuild_task(rec, opts.overrides, secret)
     report.checks += [_check("task version", rec.task.version, task.spec.version), spec_check]
     data = task.prepare()
+    if secret is not None and rec.official.hidden_subset:
+        from harness.official import hidden_subset
+
+        data = hidden_subset(data, secret, task.spec.name, rec.official.hidden_subset)
     report.checks.append(_check("data hash", rec.task.data_hash, data.data_hash))
     report.checks.append(_check("number of examples", rec.task.n_examples, len(data.examples)))
     if [e.id for e in data.examples] != rec.example_ids and rec.example_ids:
@@ -508,7 +544,9 @@ def verify_record(rec: ResultRecord, source: str, opts: VerifyOptions) -> Verify
                            aggregation=cfg.aggregation if cfg else rec.aggregation,
                            batch_size=cfg.batch_size if cfg else (opts.batch_size or 16), force=True,
                            device=_rerun_device(rec, opts), all_submissions=True, mlm=_mlm_preset(rec),
-                           threads=opts.threads, **_isolation(rec, opts))
+                           threads=opts.threads, secret=secret,
+                           hidden_subset=rec.official.hidden_subset if rec.official is not None else None,
+                           **_isolation(rec, opts))
         log.info("re-running %s on %s (%s) into %s", sub.name, rec.task.name, config.device, tmp)
         summary = run_grid([task], [sub], config)
         files = sorted((tmp / "results").rglob("*.json"))

@@ -159,3 +159,27 @@ def test_recorded_task_overrides_rebuild_the_task_without_flags(fresh_run, cache
     target = fresh_run / "planted_sst" / "tiny-bert" / "random.json"
     assert main(["verify", str(target), "--cache-dir", str(cache_dir), "--check-only"]) == 0
     assert "[match] task spec hash" in capsys.readouterr().out
+
+
+def test_official_run_verifies_only_with_its_secret(tmp_path, cache_dir, capsys, monkeypatch):
+    secret = "verify-test-secret-0123456789abcdef"
+    monkeypatch.delenv("ATTRIBOARD_SECRET_SEED", raising=False)
+    task = get_task("planted_sst", **SMALL_TASK)
+    config = RunConfig(results_dir=tmp_path / "r", cache_dir=cache_dir, batch_size=8, secret=secret, hidden_subset=16)
+    summary = run_grid([task], [resolve("random")], config)
+    assert len(summary.written) == 1 and not summary.errors
+    record = summary.written[0]
+    assert secret not in record.read_text()
+    # without the secret, or with another one, the record cannot be re-run: exit 2, nothing leaked
+    assert main(["verify", str(record), "--cache-dir", str(cache_dir)]) == 2
+    assert "official run" in capsys.readouterr().out
+    wrong = tmp_path / "wrong.txt"
+    wrong.write_text("another-secret-0123456789abcdef\n")
+    assert main(["verify", str(record), "--cache-dir", str(cache_dir), "--secret-seed-file", str(wrong)]) == 2
+    assert "commitment differs" in capsys.readouterr().out
+    good = tmp_path / "secret.txt"
+    good.write_text(secret + "\n")
+    assert main(["verify", str(record), "--cache-dir", str(cache_dir), "--secret-seed-file", str(good)]) == 0
+    out = capsys.readouterr().out
+    assert "[match] official run: secret commitment" in out and "[match] data hash" in out
+    assert "[OK] gt_overlap" in out and secret not in out
