@@ -121,7 +121,7 @@ def cmd_validate(args) -> int:
             print(f"validate {ref}: FAIL\n  [FAIL] load: {e}")
             failed += 1
             continue
-        report = validate(sub, time_budget_s=args.time_budget)
+        report = validate(sub, time_budget_s=args.time_budget, isolation=args.isolation)
         print(report.render())
         failed += not report.passed
     return 1 if failed else 0
@@ -261,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("submission", nargs="*")
     v.add_argument("--all", action="store_true", help="validate every built-in submission")
     v.add_argument("--time-budget", type=float, default=120.0)
+    v.add_argument("--isolation", default="none", choices=["none", "process"],
+                   help="process: run the submission in sandboxed workers (untrusted code; pr-check does this)")
     v.set_defaults(func=cmd_validate)
 
     sub.add_parser("list", help="list tasks, metrics and submissions").set_defaults(func=cmd_list)

@@ -187,7 +187,8 @@ def pr_check(folder: Path, tasks: Sequence[str], overrides: dict[str, Any] | Non
     if sub is None:
         return report
     report.name = sub.name
-    v = validate(sub, time_budget_s=time_budget_s, seed=seed)
+    # the pull request's code is untrusted: the conformance suite runs it in sandboxed workers too
+    v = validate(sub, time_budget_s=time_budget_s, seed=seed, isolation=isolation or "none")
     report.steps.append(Step("validate (conformance suite)", v.passed, [x.strip() for x in v.render().splitlines()[1:]]))
     if not v.passed or skip_run:
         return report

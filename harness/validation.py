@@ -70,29 +70,55 @@ def _batch_problems(explainer, bundle, inputs, reference, seed, label_prefix) ->
     return problems
 
 
+def _etype(e: BaseException) -> str:
+    """The error's name; a sandboxed worker's failure names what happened (SandboxViolation, Timeout, ...)."""
+    return getattr(e, "error_type", None) or type(e).__name__
+
+
 def _params_snapshot(model):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def validate(sub: Submission, time_budget_s: float = DEFAULT_TIME_BUDGET_S, seed: int = 0) -> ValidationReport:
+def validate(sub: Submission, time_budget_s: float = DEFAULT_TIME_BUDGET_S, seed: int = 0,
+             isolation: str = "none") -> ValidationReport:
+    """The conformance suite.  ``isolation="process"``: the submission runs in sandboxed worker
+    processes (:mod:`harness.isolation`), as on a board run; use it for untrusted code (a pull
+    request).  Its model is then the worker's copy, so "model left unchanged" is checked by
+    re-sending nothing and comparing what the explainer returns for the same inputs at the end."""
+    from contextlib import ExitStack
+
+    if isolation not in ("none", "process"):
+        raise ValueError(f"isolation must be 'none' or 'process', got {isolation!r}")
+    with ExitStack() as stack:
+        return _validate(sub, time_budget_s, seed, isolation, stack)
+
+
+def _validate(sub, time_budget_s, seed, isolation, stack) -> ValidationReport:
     from harness.testing import TINY_PAIRS, TINY_SENTENCES, tiny_bundle
 
     report = ValidationReport(sub.name)
     t0 = time.perf_counter()
+    bundle = tiny_bundle(sensitive=True)
+
+    def instantiate():
+        if isolation == "none":
+            return sub.instantiate()
+        from harness.isolation import open_explainer
+
+        return stack.enter_context(open_explainer(sub, bundle=bundle))
 
     def add(name, ok, msg=""):
         report.checks.append(Check(name, ok, msg))
         return ok
 
     try:
-        explainer = sub.instantiate()
+        explainer = instantiate()
     except Exception as e:  # reported, not hidden: the report fails
-        add("construct", False, f"{type(e).__name__}: {e}")
+        add("construct", False, f"{_etype(e)}: {e}")
         report.seconds = time.perf_counter() - t0
         return report
     add("construct", True)
 
-    bundle = tiny_bundle(sensitive=True)
     before = _params_snapshot(bundle.model)
     batch = bundle.make_batch(TINY_SENTENCES, seed=seed)
     try:
@@ -103,7 +129,7 @@ def validate(sub: Submission, time_budget_s: float = DEFAULT_TIME_BUDGET_S, seed
         report.seconds = time.perf_counter() - t0
         return report
     except Exception as e:
-        add("output (shape, finite, zero on specials)", False, f"explain() raised {type(e).__name__}: {e}")
+        add("output (shape, finite, zero on specials)", False, f"explain() raised {_etype(e)}: {e}")
         report.seconds = time.perf_counter() - t0
         return report
 
@@ -112,23 +138,23 @@ def validate(sub: Submission, time_budget_s: float = DEFAULT_TIME_BUDGET_S, seed
         pair_maps = _maps(explainer, bundle, bundle.make_batch(TINY_PAIRS, seed=seed))
         add("sentence pairs", True)
     except Exception as e:
-        add("sentence pairs", False, f"{type(e).__name__}: {e}")
+        add("sentence pairs", False, f"{_etype(e)}: {e}")
 
     try:
         empty = _maps(explainer, bundle, bundle.make_batch([((),), TINY_SENTENCES[0]], seed=seed))
         add("input with no words", empty[0].shape == (0,), "" if empty[0].shape == (0,) else
             f"expected no word scores, got shape {empty[0].shape}")
     except Exception as e:
-        add("input with no words", False, f"{type(e).__name__}: {e}")
+        add("input with no words", False, f"{_etype(e)}: {e}")
 
     try:
-        again = _maps(sub.instantiate(), bundle, bundle.make_batch(TINY_SENTENCES, seed=seed))
+        again = _maps(instantiate(), bundle, bundle.make_batch(TINY_SENTENCES, seed=seed))
         diffs = [float(np.abs(a - b).max()) for a, b in zip(first, again)]
         worst = max(diffs)
         add("deterministic under a seed", worst <= 1e-6,
             "" if worst <= 1e-6 else f"two runs with seed {seed} differ by up to {worst:.3g} (example {int(np.argmax(diffs))})")
     except Exception as e:
-        add("deterministic under a seed", False, f"{type(e).__name__}: {e}")
+        add("deterministic under a seed", False, f"{_etype(e)}: {e}")
 
     try:
         problems = _batch_problems(explainer, bundle, TINY_SENTENCES, first, seed, "")
@@ -136,13 +162,23 @@ def validate(sub: Submission, time_budget_s: float = DEFAULT_TIME_BUDGET_S, seed
             problems += _batch_problems(explainer, bundle, TINY_PAIRS, pair_maps, seed, "pair ")
         add("invariant to batch composition", not problems, "; ".join(problems[:3]))
     except Exception as e:
-        add("invariant to batch composition", False, f"{type(e).__name__}: {e}")
+        add("invariant to batch composition", False, f"{_etype(e)}: {e}")
 
-    after = bundle.model.state_dict()
-    changed = [k for k, v in before.items() if not np.array_equal(v.numpy(), after[k].detach().numpy())]
-    ok = not changed and not bundle.model.training
-    add("model left unchanged", ok,
-        "" if ok else (f"parameters changed: {changed[:3]}" if changed else "model left in training mode"))
+    if isolation == "none":
+        after = bundle.model.state_dict()
+        changed = [k for k, v in before.items() if not np.array_equal(v.numpy(), after[k].detach().numpy())]
+        ok = not changed and not bundle.model.training
+        add("model left unchanged", ok,
+            "" if ok else (f"parameters changed: {changed[:3]}" if changed else "model left in training mode"))
+    else:  # the worker explains its own copy: a changed copy shows as changed maps for the same inputs
+        try:
+            last = _maps(explainer, bundle, bundle.make_batch(TINY_SENTENCES, seed=seed))
+            worst = max(float(np.abs(a - b).max()) for a, b in zip(first, last))
+            add("model left unchanged", worst <= 1e-6, "" if worst <= 1e-6 else
+                f"after the other checks the same inputs get maps differing by up to {worst:.3g}: the explainer "
+                "changes its model (or keeps state between calls)")
+        except Exception as e:
+            add("model left unchanged", False, f"{_etype(e)}: {e}")
 
     report.seconds = time.perf_counter() - t0
     add("time budget", report.seconds <= time_budget_s,

@@ -47,3 +47,23 @@ def test_random_baseline_passes_everything():
         "construct", "output (shape, finite, zero on specials)", "sentence pairs", "input with no words",
         "deterministic under a seed",
         "invariant to batch composition", "model left unchanged", "time budget"]
+
+
+def test_model_mutation_is_caught_in_process_and_in_a_sandboxed_worker():
+    sub = load_submission(FIXTURES / "submissions" / "mutates_model")
+    for isolation in ("none", "process"):
+        report = validate(sub, isolation=isolation)
+        failures = {c.name: c.message for c in report.failures()}
+        assert "model left unchanged" in failures, (isolation, report.render())
+    # in process the parent's own parameters changed; isolated, only the worker's copy did
+    assert "parameters changed" in {c.name: c.message for c in validate(sub).failures()}["model left unchanged"]
+
+
+def test_isolated_conformance_suite_passes_a_baseline_and_contains_a_hostile_submission():
+    from harness.submission import resolve
+
+    report = validate(resolve("gradient"), isolation="process")
+    assert report.passed, report.render()
+    hostile = validate(load_submission(FIXTURES / "submissions" / "hostile_read_gold"), isolation="process")
+    failures = {c.name: c.message for c in hostile.failures()}
+    assert "SandboxViolation" in failures.get("output (shape, finite, zero on specials)", ""), hostile.render()
