@@ -145,7 +145,8 @@ def render_markdown(boards: list[Board], n_records: int) -> str:
         L += ["", f"## {b.task} (v{b.task_version}) on {b.model}", "",
               f"Model: {b.model_description}, dev accuracy {b.dev_accuracy:.4f}. Main metric: "
               f"`{b.main_metric}` ({'higher' if b.higher_is_better else 'lower'} is better)."
-              + (f" Masked LM: {b.mlm_description}." if b.mlm_description else ""), ""]
+              + (f" Masked LM: {b.mlm_description}." if b.mlm_description else "")
+              + (" Diagnostic board: shown, not counted in the overall rank." if b.audit else ""), ""]
         heads = ["rank", "submission", "version"]
         for m in metrics:
             hib = next(r.scores[m].higher_is_better for _, r, _ in b.ranked if m in r.scores)

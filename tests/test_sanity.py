@@ -395,6 +395,7 @@ def test_sanity_end_to_end_runner_and_leaderboard(tmp_path, cache_dir):
     boards = leaderboard.build_boards(leaderboard.load_results(tmp_path / "results"))
     assert [b.audit for b in boards] == [True] and leaderboard.overall(boards) == []
     assert "diagnostic boards" in leaderboard.OVERALL_RULE
+    assert "Diagnostic board: shown, not counted in the overall rank." in text
     page = (tmp_path / "lb" / "index.html").read_text()
     assert 'data-tab="bias-sanity"' in page and "<h3>Sanity checks</h3>" in page
     assert "<strong>insensitive</strong>" in page and "sanity__tiny-bert__position_only.png" in page
