@@ -49,13 +49,7 @@ def cmd_run(args) -> int:
     from harness.submission import discover, resolve
     from harness.task import get_task
 
-    overrides = _parse_overrides(args.set)
-    if args.n_eval is not None:
-        overrides["n_eval"] = args.n_eval
-    if args.data_dir:
-        overrides["data_dir"] = args.data_dir
-    if args.model:
-        overrides["model"] = args.model
+    overrides = _task_overrides(args)
     tasks = [get_task(t, **overrides) for t in args.tasks]
     subs = [resolve(s) for s in args.submissions] if args.submissions else [discover().get(n) for n in discover()]
     config = RunConfig(results_dir=Path(args.results_dir), cache_dir=Path(args.cache_dir), seed=args.seed,
