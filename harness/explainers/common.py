@@ -29,6 +29,21 @@ def proba_by_length(model, inputs: Sequence[Segments]) -> np.ndarray:
     return proba
 
 
+def coalition_proba_fn(model, segments: Segments, target: int):
+    """SHAP's model function over word coalitions of one input: ``f(masks)`` (n, words) -> (n,)
+    probabilities of ``target`` with the absent words deleted; duplicate coalitions are
+    evaluated once, all of them in one length-sorted batched call."""
+    from harness.explain_utils import keep_words
+
+    def f(masks):
+        masks = np.atleast_2d(np.asarray(masks)) > 0.5
+        uniq, inverse = np.unique(masks, axis=0, return_inverse=True)
+        proba = proba_by_length(model, [keep_words(segments, keep) for keep in uniq])
+        return proba[inverse.reshape(-1), target]
+
+    return f
+
+
 def removed_logits_by_length(model, segments: Sequence[Segments], removes: Sequence[np.ndarray],
                              operator: str) -> np.ndarray:
     """:func:`harness.removal.removed_logits` with the inputs sorted by length (one batched call)."""

@@ -27,27 +27,9 @@ import logging
 import numpy as np
 import shap
 
-from harness.explain_utils import example_seed, keep_words
+from harness.explain_utils import example_seed
+from harness.explainers.common import coalition_proba_fn
 from harness.protocols import Attributions, ExplainBatch
-
-
-def proba_by_length(model, inputs):
-    """``model.proba_of_segments(inputs)``, evaluated in order of length (less padding per chunk)."""
-    order = sorted(range(len(inputs)), key=lambda k: sum(len(s) for s in inputs[k]))
-    out = model.proba_of_segments([inputs[k] for k in order])
-    proba = np.empty_like(out)
-    proba[order] = out
-    return proba
-
-
-def _coalition_fn(model, segments, target: int):
-    def f(masks):
-        masks = np.atleast_2d(np.asarray(masks)) > 0.5
-        uniq, inverse = np.unique(masks, axis=0, return_inverse=True)
-        proba = proba_by_length(model, [keep_words(segments, keep) for keep in uniq])
-        return proba[inverse.reshape(-1), target]
-
-    return f
 
 
 class KernelShap:
@@ -69,7 +51,7 @@ class KernelShap:
             if n == 0:
                 scores.append(np.zeros(0))
                 continue
-            f = _coalition_fn(model, batch.segments[i], int(targets[i]))
+            f = coalition_proba_fn(model, batch.segments[i], int(targets[i]))
             state = np.random.get_state()
             level = shap_log.level
             try:

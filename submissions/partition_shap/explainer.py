@@ -31,8 +31,8 @@ import logging
 import numpy as np
 import shap
 
-from harness.explain_utils import example_seed, keep_words
-from harness.explainers.common import proba_by_length
+from harness.explain_utils import example_seed
+from harness.explainers.common import coalition_proba_fn
 from harness.protocols import Attributions, ExplainBatch
 
 
@@ -63,16 +63,6 @@ def span_tree(sizes: list[int]) -> np.ndarray:
     return np.array(rows, dtype=np.float64).reshape(-1, 4)
 
 
-def _coalition_fn(model, segments, target: int):
-    def f(masks):
-        masks = np.atleast_2d(np.asarray(masks)) > 0.5
-        uniq, inverse = np.unique(masks, axis=0, return_inverse=True)
-        proba = proba_by_length(model, [keep_words(segments, keep) for keep in uniq])
-        return proba[inverse.reshape(-1), target]
-
-    return f
-
-
 class PartitionShap:
     name = "partition_shap"
     version = "1.0.0"
@@ -96,7 +86,7 @@ class PartitionShap:
             if n == 0:
                 scores.append(np.zeros(0))
                 continue
-            f = _coalition_fn(model, segs, t)
+            f = coalition_proba_fn(model, segs, t)
             if n == 1:
                 v = f(np.array([[1.0], [0.0]]))
                 scores.append(np.array([v[0] - v[1]]))
