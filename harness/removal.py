@@ -58,14 +58,8 @@ def mlm_fill(bundle, segments: Sequence[Segments], removes: Sequence[np.ndarray]
     return out
 
 
-def removed_proba(bundle, segments: Sequence[Segments], removes: Sequence[np.ndarray], operator: str,
-                  batch_size: int | None = None) -> np.ndarray:
-    """Class probabilities (N, C) of N inputs with the flagged words removed by ``operator``.
-
-    ``removes[i]`` is a boolean array over input i's words (all segments), True = remove.
-    """
-    import torch
-
+def _checked_removes(segments: Sequence[Segments], removes: Sequence[np.ndarray], operator: str) -> list[np.ndarray]:
+    """The removal masks as boolean arrays, each checked against its input's word count."""
     check_operator(operator)
     if len(segments) != len(removes):
         raise ValueError(f"{len(segments)} inputs but {len(removes)} removal masks")
@@ -74,59 +68,16 @@ def removed_proba(bundle, segments: Sequence[Segments], removes: Sequence[np.nda
         n = sum(len(x) for x in s)
         if r.shape != (n,):
             raise ValueError(f"removal mask {i} has shape {r.shape}, input has {n} words")
-    if operator == "delete":
-        return bundle.proba_of_segments([keep_words(s, ~r) for s, r in zip(segments, removes)], batch_size)
-    if operator == "mlm":
-        return bundle.proba_of_segments(mlm_fill(bundle, segments, removes), batch_size)
-    token_id = {"mask": bundle.mask_token_id, "unk": bundle.unk_token_id, "pad": bundle.pad_token_id}.get(operator)
-    if operator != "zero" and token_id is None:
-        raise ValueError(f"removal operator {operator!r}: the tokenizer has no such special token")
-    bs = batch_size or bundle.predict_batch_size
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(segments), bs):
-            chunk = list(segments[start:start + bs])
-            enc = bundle.encode(chunk)
-            hit = torch.zeros_like(enc.input_ids, dtype=torch.bool)
-            for b, row in enumerate(enc.word_ids):
-                r = removes[start + b]
-                for t, w in enumerate(row):
-                    if w is not None and w < r.size and r[w]:
-                        hit[b, t] = True
-            if operator == "zero":
-                emb = bundle.embeddings(enc.input_ids)
-                emb = emb.masked_fill(hit.unsqueeze(-1), 0.0)
-                p = bundle.proba(attention_mask=enc.attention_mask, token_type_ids=enc.token_type_ids, inputs_embeds=emb)
-            else:
-                ids = enc.input_ids.masked_fill(hit, int(token_id))
-                p = bundle.proba(ids, enc.attention_mask, enc.token_type_ids)
-            out.append(p.cpu().numpy())
-    return np.concatenate(out, 0).astype(np.float64) if out else np.zeros((0, bundle.num_labels))
+    return removes
 
 
-def removed_logits(bundle, segments: Sequence[Segments], removes: Sequence[np.ndarray], operator: str,
-                   batch_size: int | None = None) -> np.ndarray:
-    """Classifier logits (N, C), float64, of N inputs with the flagged words removed by ``operator``.
-
-    Same inputs and batching as :func:`removed_proba`, but the raw logits, so that log-odds
-    (e.g. paper 003's log2(p / (1 - p))) can be computed without loss of precision when the
-    classifier is confident.
-    """
+def _in_place_outputs(bundle, segments: Sequence[Segments], removes: list[np.ndarray], operator: str,
+                      batch_size: int | None, forward) -> list:
+    """``forward(input_ids, attention_mask, token_type_ids, inputs_embeds)`` per chunk of the
+    inputs with the flagged words' tokens replaced in place: by a special token (``mask``,
+    ``unk``, ``pad``), by zero embeddings (``zero``), or not at all (``none``)."""
     import torch
 
-    check_operator(operator)
-    if len(segments) != len(removes):
-        raise ValueError(f"{len(segments)} inputs but {len(removes)} removal masks")
-    removes = [np.asarray(r, dtype=bool) for r in removes]
-    for i, (s, r) in enumerate(zip(segments, removes)):
-        n = sum(len(x) for x in s)
-        if r.shape != (n,):
-            raise ValueError(f"removal mask {i} has shape {r.shape}, input has {n} words")
-    if operator in ("delete", "mlm"):
-        inputs = ([keep_words(s, ~r) for s, r in zip(segments, removes)] if operator == "delete"
-                  else mlm_fill(bundle, segments, removes))
-        removes = [np.zeros(sum(len(x) for x in s), dtype=bool) for s in inputs]
-        segments, operator = inputs, "none"
     token_id = {"mask": bundle.mask_token_id, "unk": bundle.unk_token_id, "pad": bundle.pad_token_id}.get(operator)
     if operator not in ("zero", "none") and token_id is None:
         raise ValueError(f"removal operator {operator!r}: the tokenizer has no such special token")
@@ -143,12 +94,51 @@ def removed_logits(bundle, segments: Sequence[Segments], removes: Sequence[np.nd
                         hit[b, t] = True
             if operator == "zero":
                 emb = bundle.embeddings(enc.input_ids).masked_fill(hit.unsqueeze(-1), 0.0)
-                z = bundle.logits(attention_mask=enc.attention_mask, token_type_ids=enc.token_type_ids,
-                                  inputs_embeds=emb)
+                out.append(forward(None, enc.attention_mask, enc.token_type_ids, emb))
             else:
                 ids = enc.input_ids if operator == "none" else enc.input_ids.masked_fill(hit, int(token_id))
-                z = bundle.logits(ids, enc.attention_mask, enc.token_type_ids)
-            out.append(z.double().cpu().numpy())
+                out.append(forward(ids, enc.attention_mask, enc.token_type_ids, None))
+    return out
+
+
+def removed_proba(bundle, segments: Sequence[Segments], removes: Sequence[np.ndarray], operator: str,
+                  batch_size: int | None = None) -> np.ndarray:
+    """Class probabilities (N, C) of N inputs with the flagged words removed by ``operator``.
+
+    ``removes[i]`` is a boolean array over input i's words (all segments), True = remove.
+    """
+    removes = _checked_removes(segments, removes, operator)
+    if operator == "delete":
+        return bundle.proba_of_segments([keep_words(s, ~r) for s, r in zip(segments, removes)], batch_size)
+    if operator == "mlm":
+        return bundle.proba_of_segments(mlm_fill(bundle, segments, removes), batch_size)
+
+    def forward(ids, mask, types, emb):
+        return bundle.proba(ids, mask, types, inputs_embeds=emb).cpu().numpy()
+
+    out = _in_place_outputs(bundle, segments, removes, operator, batch_size, forward)
+    return np.concatenate(out, 0).astype(np.float64) if out else np.zeros((0, bundle.num_labels))
+
+
+def removed_logits(bundle, segments: Sequence[Segments], removes: Sequence[np.ndarray], operator: str,
+                   batch_size: int | None = None) -> np.ndarray:
+    """Classifier logits (N, C), float64, of N inputs with the flagged words removed by ``operator``.
+
+    Same inputs and batching as :func:`removed_proba`, but the raw logits, so that log-odds
+    (e.g. paper 003's log2(p / (1 - p))) can be computed without loss of precision when the
+    classifier is confident.
+    """
+    removes = _checked_removes(segments, removes, operator)
+    if operator in ("delete", "mlm"):
+        inputs = ([keep_words(s, ~r) for s, r in zip(segments, removes)] if operator == "delete"
+                  else mlm_fill(bundle, segments, removes))
+        removes = [np.zeros(sum(len(x) for x in s), dtype=bool) for s in inputs]
+        segments, operator = inputs, "none"
+
+    def forward(ids, mask, types, emb):
+        return bundle.logits(ids, mask, types, inputs_embeds=emb).double().cpu().numpy()
+
+    out = _in_place_outputs(bundle, segments, removes, operator, batch_size, forward)
     return np.concatenate(out, 0) if out else np.zeros((0, bundle.num_labels))
 
 
