@@ -74,12 +74,19 @@ class IsolationSettings:
     prestart: bool = False
     """Fork the next worker in the background while the current one runs (workers are forked
     from a fork server that has imported torch and transformers, ~0.1 s, so this rarely pays)."""
+    max_processes: int = 128
+    """``RLIMIT_NPROC`` inside the worker's user namespace: its processes and threads together."""
+    scratch_mb: float = 256.0
+    """Size of each of the worker's private tmpfs mounts (``/tmp``, ``/dev/shm``)."""
+    seccomp: bool = True
+    """Install the seccomp filter (:mod:`harness.confine`); off only to debug a kernel."""
     hidden_paths: tuple[str, ...] = ()
     """Extra paths (results, caches, data folders, the secret file) the worker may not see."""
 
     def as_record(self) -> dict[str, Any]:
         return {"timeout_s": self.timeout_s, "memory_mb": self.memory_mb, "output_mb": self.output_mb,
-                "reply_mb": self.reply_mb, "file_limit_mb": self.file_limit_mb}
+                "reply_mb": self.reply_mb, "file_limit_mb": self.file_limit_mb,
+                "max_processes": float(self.max_processes), "scratch_mb": self.scratch_mb}
 
 
 class WorkerError(Exception):
@@ -178,83 +185,84 @@ def bundle_payload(bundle) -> bytes:
 
 
 class _ForkedProc:
-    """A worker forked by the fork server, with the parts of ``subprocess.Popen`` used here."""
+    """A worker forked by :mod:`harness.forkserver`: its pid and exit status come through its
+    status pipe (the fork server, not this process, is its parent)."""
 
-    def __init__(self, process, tx, rx, stdout):
-        self.process, self.tx, self.rx, self.stdout = process, tx, rx, stdout
-        self.pid = process.pid
+    def __init__(self, status_r: int, tx, rx, stdout, timeout: float):
+        import select
+        import struct
+
+        self.status_r, self.tx, self.rx, self.stdout = status_r, tx, rx, stdout
+        self.returncode: int | None = None
+        ready, _, _ = select.select([status_r], [], [], timeout)
+        data = os.read(status_r, 8) if ready else b""
+        if len(data) != 8:
+            raise WorkerError("crash", "WorkerStartFailed", "the fork server did not start the worker")
+        self.pid = struct.unpack("<q", data)[0]
+
+    def _read_status(self, timeout: float) -> None:
+        import select
+        import struct
+
+        if self.returncode is not None or self.status_r < 0:
+            return
+        ready, _, _ = select.select([self.status_r], [], [], timeout)
+        if ready:
+            data = os.read(self.status_r, 4)
+            self.returncode = struct.unpack("<i", data)[0] if len(data) == 4 else -signal.SIGKILL
+            os.close(self.status_r)
+            self.status_r = -1
 
     def poll(self) -> int | None:
-        return self.process.exitcode
+        self._read_status(0)
+        return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        self.process.join(timeout)
-        if self.process.exitcode is None:
+        self._read_status(timeout if timeout is not None else 1e9)
+        if self.returncode is None:
             raise subprocess.TimeoutExpired("harness.worker", timeout)
-        return self.process.exitcode
+        return self.returncode
+
+    def close(self) -> None:
+        if self.status_r >= 0:
+            os.close(self.status_r)
+            self.status_r = -1
 
 
-_FORKSERVER_LOCK = threading.Lock()
 _WORKER_DIRS: list[str] = []
 
 
 def worker_dirs() -> list[str]:
-    """Temporary folders of every worker this process started (each is its worker's working
-    directory, inherited by anything the worker forks: tests look for survivors by it)."""
+    """Temporary folders of every worker this process started (each is the mount point of its
+    worker's own root, or its working directory without namespaces)."""
     return list(_WORKER_DIRS)
 
 
-def _forkserver(preload: Sequence[str]):
-    """The fork server workers are forked from: a fresh interpreter (not a fork of this
-    one: it never held gold data) that has imported torch, transformers and the model's
-    classes once, started with a scrubbed environment (no secret).  Forking it takes
-    milliseconds where a new interpreter takes seconds."""
-    import multiprocessing
-    import multiprocessing.forkserver as fs
+def _fork_worker(cfg: dict, preload: Sequence[str], timeout: float) -> _ForkedProc:
+    from multiprocessing.connection import Connection
 
-    from harness import worker
+    from harness import forkserver
 
-    ctx = multiprocessing.get_context("forkserver")
-    with _FORKSERVER_LOCK:
-        if fs._forkserver._forkserver_pid is None:
-            ctx.set_forkserver_preload(["harness.worker", *worker.PRELOAD, *preload])
-            keep = {k: v for k, v in os.environ.items()
-                    if k in ("PATH", "LANG", "LC_ALL", "HOME", "CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH", "CUDA_HOME",
-                             "NVIDIA_VISIBLE_DEVICES", "VIRTUAL_ENV", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-                    or k.startswith(("HF_", "TRANSFORMERS_"))}
-            saved = dict(os.environ)
-            os.environ.clear()
-            os.environ.update(keep, PYTHONDONTWRITEBYTECODE="1", TOKENIZERS_PARALLELISM="false")
-            try:
-                fs.ensure_running()
-            finally:
-                os.environ.clear()
-                os.environ.update(saved)
-    return ctx
-
-
-def _fork_worker(cfg: dict, preload: Sequence[str]) -> _ForkedProc:
-    from harness import worker
-
-    ctx = _forkserver(preload)
-    p2c_r, p2c_w = ctx.Pipe(duplex=False)
-    c2p_r, c2p_w = ctx.Pipe(duplex=False)
-    out_r, out_w = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=worker.forked_main, args=(cfg, p2c_r, c2p_w, out_w), daemon=True,
-                       name="attriboard-worker")
-    import types
-
-    # multiprocessing would re-run this program's main script in the worker: give it none
-    main = sys.modules.get("__main__")
-    sys.modules["__main__"] = types.ModuleType("__main__")
+    srv = forkserver.server(preload)
+    p2c_r, p2c_w = os.pipe()
+    c2p_r, c2p_w = os.pipe()
+    out_r, out_w = os.pipe()
+    st_r, st_w = os.pipe()
     try:
-        proc.start()
+        srv.spawn({**cfg, "preload": list(preload)}, (p2c_r, c2p_w, out_w), st_w)
     finally:
-        if main is not None:
-            sys.modules["__main__"] = main
-    for c in (p2c_r, c2p_w, out_w):
-        c.close()
-    return _ForkedProc(proc, p2c_w, c2p_r, out_r)
+        for fd in (p2c_r, c2p_w, out_w, st_w):
+            os.close(fd)
+    try:
+        return _ForkedProc(st_r, Connection(p2c_w, readable=False), Connection(c2p_r, writable=False),
+                           io.FileIO(out_r, "rb"), timeout)
+    except BaseException:
+        for fd in (st_r, p2c_w, c2p_r, out_r):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        raise
 
 
 def _mpl_dir(fallback: str) -> str:
@@ -275,6 +283,9 @@ class WorkerProcess:
         self.layers: list[str] = []
         self.peak_rss_mb = 0.0
         self.call_peak_rss_mb = 0.0
+        self.peak_gpu_mb = self.call_peak_gpu_mb = self.call_gpu_s = 0.0
+        self.gpu_measured = False
+        self._skip_depth = 0
         self._fp: tuple | None = None
         self._dead_reason: WorkerError | None = None
         self._killed_for: WorkerError | None = None
@@ -294,9 +305,12 @@ class WorkerProcess:
         needed = [str(REPO_ROOT / "harness"), sys.prefix, sys.base_prefix, self.tmpdir]
         hidden = [h for h in default_hidden_paths(*s.hidden_paths)
                   if not any(n == h or n.startswith(h.rstrip("/") + "/") for n in needed)]
-        cfg = {"namespaces": s.namespaces, "readonly": [str(REPO_ROOT)],
+        mpl = _mpl_dir(self.tmpdir)
+        cfg = {"namespaces": s.namespaces, "repo": str(REPO_ROOT), "root_dir": self.tmpdir,
                "hidden": hidden, "file_limit_mb": s.file_limit_mb, "address_space_mb": as_mb,
-               "preload": self.preload}
+               "max_processes": s.max_processes, "scratch_mb": s.scratch_mb, "seccomp": s.seccomp,
+               "device_type": self.device_type, "preload": self.preload,
+               "extra_readonly": [mpl] if mpl != self.tmpdir else []}
         self.guard_cfg = {"hidden": hidden, "writable": [self.tmpdir, "/dev/null", "/dev/shm"],
                           "protected": [str(REPO_ROOT), *hidden], "exempt": [str(REPO_ROOT / ".venv")]}
         env = {k: v for k, v in os.environ.items()
@@ -304,18 +318,20 @@ class WorkerProcess:
                         "LD_LIBRARY_PATH", "CUDA_HOME", "NVIDIA_VISIBLE_DEVICES")}
         env.update(HOME=self.tmpdir, TMPDIR=self.tmpdir, PYTHONPATH=str(REPO_ROOT), PYTHONDONTWRITEBYTECODE="1",
                    HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1",
-                   TOKENIZERS_PARALLELISM="false", NUMBA_CACHE_DIR=self.tmpdir, MPLCONFIGDIR=_mpl_dir(self.tmpdir),
+                   TOKENIZERS_PARALLELISM="false", NUMBA_CACHE_DIR=self.tmpdir, MPLCONFIGDIR=mpl,
                    MPLBACKEND="Agg",
                    PYTHONFAULTHANDLER="1")
         cfg.update(env=env, cwd=self.tmpdir)
-        self.proc = _fork_worker(cfg, self.preload)
+        self.proc = _fork_worker(cfg, self.preload, s.startup_timeout_s)
         self.tx, self.rx = self.proc.tx, self.proc.rx
         self.output = _OutputCapture(self.proc.stdout, int(s.output_mb * 2**20), self._on_output_exceeded)
         self.output.start()
+        self._gpu_init()
         self._watch = threading.Thread(target=self._watchdog, daemon=True)
         self._watch.start()
         hello = self._call(None, s.startup_timeout_s, "starting the worker")
         self.layers = list(hello.get("layers", []))
+        self._skip_depth = 2 if any(x.startswith("namespaces(") for x in self.layers) else 0
 
     def close(self) -> None:
         if self.proc is not None and self.proc.poll() is None and self._dead_reason is None:
@@ -338,7 +354,7 @@ class WorkerProcess:
         if self.proc is not None and self.proc.stdout is not None:
             self.output.join(timeout=2)
             self.proc.stdout.close()
-            self.proc.process.close()
+            self.proc.close()
         shutil.rmtree(self.tmpdir, ignore_errors=True)
 
     def _kill(self) -> None:
@@ -373,30 +389,115 @@ class WorkerProcess:
                                    f"the submission printed more than {self.settings.output_mb:g} MB to "
                                    f"stdout/stderr; the worker was killed"))
 
-    def _watchdog(self) -> None:
+    # -- measurement from outside ----------------------------------------------------------
+    def _procs(self) -> list:
+        """The worker's processes, measured from here: with namespaces, the sandboxed process
+        (PID 1 of its namespace) and everything below it; the two waiting harness processes
+        above it are left out.  Without namespaces, the whole tree."""
         import psutil
 
         try:
-            root = psutil.Process(self.proc.pid)
+            level = [psutil.Process(self.proc.pid)]
         except psutil.Error:
+            return []
+        out, depth = [], 0
+        while level:
+            if depth >= self._skip_depth:
+                out += level
+            nxt = []
+            for p in level:
+                try:
+                    nxt += p.children()
+                except psutil.Error:
+                    pass
+            level, depth = nxt, depth + 1
+        return out
+
+    def tree_cpu_s(self) -> float:
+        """User + system CPU seconds of the worker's processes (and of their reaped children)."""
+        import psutil
+
+        total = 0.0
+        for p in self._procs():
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system + t.children_user + t.children_system
+            except psutil.Error:
+                pass
+        return total
+
+    def tree_hwm_mb(self) -> float:
+        """The largest kernel-kept peak RSS (VmHWM) of the worker's processes; the worker cannot
+        reset it (its /proc is read-only)."""
+        best = 0.0
+        for p in self._procs():
+            try:
+                with open(f"/proc/{p.pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmHWM:"):
+                            best = max(best, int(line.split()[1]) / 1024)
+            except (OSError, ValueError):
+                pass
+        return best
+
+    def _gpu_init(self) -> None:
+        self.gpu_measured = False
+        if self.device_type != "cuda":
             return
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self._nvml = pynvml
+            self._gpu_handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+            self.gpu_measured = True
+        except Exception as e:  # noqa: BLE001 - no NVML: GPU figures are recorded as not measured
+            log.info("NVML unavailable (%s): GPU memory and time of workers are not measured", e)
+
+    def _gpu_sample(self, pids: set[int], dt: float) -> None:
+        nv = self._nvml
+        used, busy = 0, 0.0
+        for h in self._gpu_handles:
+            try:
+                for p in nv.nvmlDeviceGetComputeRunningProcesses(h):
+                    if p.pid in pids and p.usedGpuMemory:
+                        used += p.usedGpuMemory
+            except nv.NVMLError:
+                pass
+            try:
+                ts = int((time.time() - max(dt, 1.0)) * 1e6)
+                for u in nv.nvmlDeviceGetProcessUtilization(h, ts):
+                    if u.pid in pids:
+                        busy = max(busy, u.smUtil / 100.0)
+            except nv.NVMLError:
+                pass
+        mb = used / 2**20
+        self.call_peak_gpu_mb = max(self.call_peak_gpu_mb, mb)
+        self.peak_gpu_mb = max(self.peak_gpu_mb, mb)
+        self.call_gpu_s += busy * dt  # SM-busy seconds: NVML's sampled utilisation times the interval
+
+    def _watchdog(self) -> None:
+        import psutil
+
         limit = self.settings.memory_mb
+        last = time.monotonic()
         while not self._stop.wait(self.settings.sample_s):
             if self.proc.poll() is not None:
                 return
-            try:
-                procs = [root, *root.children(recursive=True)]
-                rss = 0
-                for p in procs:
-                    try:
-                        rss += p.memory_info().rss
-                    except psutil.Error:
-                        pass
-            except psutil.Error:
-                continue
+            rss = 0
+            procs = self._procs()
+            for p in procs:
+                try:
+                    rss += p.memory_info().rss
+                except psutil.Error:
+                    pass
             mb = rss / 2**20
             self.peak_rss_mb = max(self.peak_rss_mb, mb)
             self.call_peak_rss_mb = max(self.call_peak_rss_mb, mb)
+            now = time.monotonic()
+            if self.gpu_measured:
+                self._gpu_sample({p.pid for p in procs}, now - last)
+            last = now
             if mb > limit:
                 self._kill_for(WorkerError("resource", "MemoryLimitExceeded",
                                            f"the worker used {mb:.0f} MB of memory (limit {limit:g} MB); it was killed"))
@@ -431,26 +532,27 @@ class WorkerProcess:
         return err
 
     def _recv(self) -> tuple[dict, list[np.ndarray]]:
+        """One reply, checked against :mod:`harness.replies` before anything is allocated
+        or believed (raises ReplyError)."""
+        from harness.replies import ReplyError, parse_array, parse_header
+
         budget = int(self.settings.reply_mb * 2**20)
         raw = self.rx.recv_bytes(min(budget, 2**20))
-        header = json.loads(raw)
-        if not isinstance(header, dict):
-            raise ValueError("reply header is not an object")
-        n = int(header.get("n_arrays", 0))
-        if not 0 <= n <= 1_000_000:
-            raise ValueError(f"implausible number of arrays {n}")
+        header = parse_header(raw)
         arrays, used = [], len(raw)
-        for _ in range(n):
+        for _ in range(header.n_arrays):
+            if used >= budget:
+                raise ReplyError(f"the answer exceeds {self.settings.reply_mb:g} MB")
             data = self.rx.recv_bytes(max(1, budget - used))
             used += len(data)
-            arrays.append(np.lib.format.read_array(io.BytesIO(data), allow_pickle=False))
-        return header, arrays
+            arrays.append(parse_array(data))
+        return header.model_dump(), arrays
 
     def _call(self, msg, timeout: float, what: str) -> tuple[dict, list] | dict:
         if self._dead_reason is not None:
             raise self._dead_reason
         self._timeout_msg = f"{what} took longer than {timeout:g} s; the worker was killed"
-        self.call_peak_rss_mb = 0.0
+        self.call_peak_rss_mb = self.call_peak_gpu_mb = self.call_gpu_s = 0.0
         try:
             if msg is not None:
                 self.tx.send_bytes(pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL))
@@ -469,22 +571,28 @@ class WorkerProcess:
                 self._kill_for(WorkerError("resource", "OutputLimitExceeded",
                                            f"the worker's answer while {what} exceeded {self.settings.reply_mb:g} MB"))
             raise self._death(what) from None
-        except (ValueError, KeyError, TypeError) as e:
-            self._kill_for(WorkerError("crash", "ProtocolError", f"malformed answer from the worker while {what}: {e}"))
+        except (ValueError, KeyError, TypeError, RecursionError, OverflowError, MemoryError) as e:
+            self._kill_for(WorkerError("crash", "ProtocolError",
+                                       f"malformed answer from the worker while {what}: {str(e)[:500]}"))
             raise self._death(what) from None
         finally:
             self._deadline = None
         if self._killed_for is not None:
             raise self._death(what)
-        if header.get("kind") == "error":
-            raise WorkerError(str(header.get("stage", "explain")), str(header.get("type", "Error"))[:100],
-                              str(header.get("message", ""))[:4000], str(header.get("traceback", ""))[-8000:])
+        if header["kind"] == "error":
+            raise WorkerError(header["stage"], header["type"], header["message"], header["traceback"])
+        expect = {None: ("ready",), "close": ("closed",), "explain": ("result", "bad-output")}.get(
+            None if msg is None else msg[0], ("ok",))
+        if header["kind"] not in expect:
+            self._kill_for(WorkerError("crash", "ProtocolError", f"the worker answered {header['kind']!r} while {what}"))
+            raise self._death(what)
         return (header, arrays) if msg is not None and msg[0] == "explain" else header
 
     def load(self, sub) -> None:
         import torch
 
         self._call(("load", {"meta": sub.meta.model_dump(mode="json"), "path": str(sub.path),
+                             "files": submission_files(sub.path),
                              "code_hash": sub.code_hash, "threads": torch.get_num_threads(),
                              "guard": self.guard_cfg}),
                    self.settings.startup_timeout_s, "loading the submission")
@@ -502,29 +610,63 @@ class WorkerProcess:
         self.ensure_bundle(bundle)
         cpu = dataclasses.replace(batch, **{f.name: getattr(batch, f.name).cpu() for f in dataclasses.fields(batch)
                                             if hasattr(getattr(batch, f.name), "cpu")})
+        cpu0, t0 = self.tree_cpu_s(), time.perf_counter()
         header, arrays = self._call(("explain", cpu), self.settings.timeout_s, "running explain()")
-        if header.get("kind") == "bad-output":
-            raise OutputError(str(header.get("message", "invalid output"))[:2000])
-        n_scores = int(header["n_scores"])
-        names = [str(n) for n in header.get("extras", [])]
-        if len(arrays) != n_scores + len(names):
-            raise WorkerError("crash", "ProtocolError", "the worker sent a wrong number of arrays")
-        scores = arrays[0] if header.get("scores_kind") == "array" else list(arrays[:n_scores])
-        attr = Attributions(level=str(header.get("level")), scores=scores,
-                            extras=dict(zip(names, arrays[n_scores:])))
-        counts = {}
-        for k in ("forward", "backward", "mlm"):
-            v = header.get(k, 0)
-            counts[k] = int(v) if isinstance(v, int) and v >= 0 else 0
+        wall, cpu_s = time.perf_counter() - t0, max(0.0, self.tree_cpu_s() - cpu0)
+        if header["kind"] == "bad-output":
+            raise OutputError(header["message"])
+        n_scores, names = header["n_scores"], list(header["extras"])
+        if len(arrays) != n_scores + len(names) or (header["scores_kind"] == "array" and n_scores != 1):
+            self._kill_for(WorkerError("crash", "ProtocolError", "the worker sent a wrong number of arrays"))
+            raise self._death("running explain()")
+        scores = arrays[0] if header["scores_kind"] == "array" else list(arrays[:n_scores])
+        attr = Attributions(level=header["level"], scores=scores, extras=dict(zip(names, arrays[n_scores:])))
+        counts = {k: header[k] for k in ("forward", "backward", "mlm")}
         c = bundle.counter
         c.forward += counts["forward"]
         c.backward += counts["backward"]
         c.mlm += counts["mlm"]
-        info = {"seconds": header.get("seconds"), "peak_rss_mb": max(self.call_peak_rss_mb, _num(header.get("peak_rss_mb"))),
-                "peak_cuda_mb": header.get("peak_cuda_mb") if isinstance(header.get("peak_cuda_mb"), (int, float)) else None,
-                **counts}
-        self.peak_rss_mb = max(self.peak_rss_mb, info["peak_rss_mb"])
+        hwm = self.tree_hwm_mb()
+        self.peak_rss_mb = max(self.peak_rss_mb, self.call_peak_rss_mb, hwm)
+        info = {  # measured here, from outside the worker
+            "wall_s": wall, "cpu_s": cpu_s, "peak_rss_mb": max(self.call_peak_rss_mb, hwm),
+            "peak_gpu_mb": self.call_peak_gpu_mb if self.gpu_measured else None,
+            "gpu_s": self.call_gpu_s if self.gpu_measured else None,
+            # the worker's own figures: self-reported
+            "reported": {"seconds": header["seconds"], "peak_rss_mb": header["peak_rss_mb"],
+                         "peak_cuda_mb": header["peak_cuda_mb"], **counts},
+            "seconds": wall, "peak_cuda_mb": self.call_peak_gpu_mb if self.gpu_measured else None, **counts}
         return attr, info
+
+
+MAX_SUBMISSION_MB = 64.0
+
+
+def submission_files(path: Path) -> dict[str, bytes]:
+    """The submission folder's regular files (relative path -> bytes), sent to the worker,
+    which imports them from its own scratch space: the worker never needs to see the folder
+    (it may lie anywhere, e.g. in a 0700 temporary folder).  Links are never followed: one
+    that stays inside the folder is sent as a copy of its target, one that leaves it is an
+    error; caches are skipped; at most :data:`MAX_SUBMISSION_MB`."""
+    root = Path(path).resolve()
+    out: dict[str, bytes] = {}
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and not os.path.islink(os.path.join(dirpath, d)))
+        for name in sorted(filenames):
+            f = Path(dirpath) / name
+            if f.suffix == ".pyc":
+                continue
+            real = f.resolve()
+            if root not in real.parents or not real.is_file():
+                raise WorkerError("load", "SubmissionError", f"{f} links outside the submission folder or is not "
+                                  "a regular file; submit plain files")
+            total += real.stat().st_size
+            if total > MAX_SUBMISSION_MB * 2**20:
+                raise WorkerError("load", "SubmissionError",
+                                  f"the submission folder holds more than {MAX_SUBMISSION_MB:g} MB")
+            out[str(f.relative_to(root))] = real.read_bytes()
+    return out
 
 
 def _num(x) -> float:
@@ -648,10 +790,11 @@ def open_explainer(sub, settings: IsolationSettings | None = None, bundle=None,
 
 
 def forkserver_pid() -> int | None:
-    """The fork server's pid (None before the first worker): workers are its children."""
-    import multiprocessing.forkserver as fs
+    """The pid of the (first) fork server (None before the first worker): workers are its children."""
+    from harness import forkserver
 
-    return fs._forkserver._forkserver_pid
+    pids = forkserver.server_pids()
+    return pids[0] if pids else None
 
 
 def worker_layers(settings: IsolationSettings | None = None) -> list[str]:

@@ -44,7 +44,19 @@ import traceback
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x10000000, 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = (
     1, 2, 4, 8, 32, 4096, 16384, 1 << 18)
+MS_NOATIME, MS_NODIRATIME, MS_RELATIME = 1024, 2048, 1 << 21
+MNT_DETACH = 2
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
+#: the host uid/gid a worker runs as when the harness is root (mapped to uid 1 inside its
+#: user namespace; owns no file, so the worker reads only world-readable files and
+#: RLIMIT_NPROC applies to it, which it never does to real root)
+SANDBOX_UID = 2_000_000_000
+#: where the worker's scratch space (a private tmpfs) is, inside its own root
+SCRATCH = "/tmp"
+#: device nodes a worker gets (plus /dev/nvidia* on CUDA)
+DEV_NODES = ("null", "zero", "full", "random", "urandom")
+_ST_TO_MS = {os.ST_NOSUID: MS_NOSUID, os.ST_NODEV: MS_NODEV, os.ST_NOEXEC: MS_NOEXEC, os.ST_NOATIME: MS_NOATIME,
+             os.ST_NODIRATIME: MS_NODIRATIME, getattr(os, "ST_RELATIME", 4096): MS_RELATIME}
 
 
 def _libc():
@@ -68,74 +80,192 @@ def _mount_points_under(root: str) -> list[str]:
     return out
 
 
+def _remount_readonly(libc, root: str, tolerate: bool) -> int:
+    """Every mount at or under ``root`` read-only, keeping its locked flags; returns failures."""
+    failed = 0
+    for mp in _mount_points_under(root):
+        try:
+            st = os.statvfs(mp).f_flag
+            keep = sum(ms for stf, ms in _ST_TO_MS.items() if st & stf)
+            _mount(libc, None, mp, None, MS_BIND | MS_REMOUNT | MS_RDONLY | keep)
+        except OSError:
+            if not tolerate:
+                raise
+            failed += 1
+    return failed
+
+
+def _wait_and_mirror(pid: int) -> None:
+    """Wait for ``pid`` and exit the way it did (never returns)."""
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGKILL))
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:  # pragma: no cover
+            continue
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
+
+
+def _allowed_paths(cfg: dict) -> list[str]:
+    """What the worker's own root holds (read-only): the system, the Python installation and
+    the harness and submissions packages; never the repository itself (tasks, .git, results)."""
+    repo = cfg["repo"]
+    out = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/sys",
+           sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+           os.path.join(repo, "harness"), os.path.join(repo, "submissions"), *cfg.get("extra_readonly", [])]
+    for p in sys.path:
+        if p and os.path.isabs(p) and os.path.exists(p):
+            out.append(p if os.path.isdir(p) else os.path.dirname(p))
+    keep: list[str] = []
+    for p in out:
+        p = os.path.normpath(p)
+        if p in ("/", repo) or repo.startswith(p.rstrip("/") + "/") or not os.path.lexists(p):
+            continue  # the repository or one of its parents: only its packages are bound
+        if any(p == k or p.startswith(k.rstrip("/") + "/") for k in keep):
+            continue
+        keep = [k for k in keep if not k.startswith(p.rstrip("/") + "/")] + [p]
+    return keep
+
+
 def enter_namespaces(cfg: dict) -> list[str]:
-    """Unshare user/mount/net/PID namespaces and fork; returns in the child (PID 1 of the new
-    PID namespace) with the list of layers set up.  The outer process never returns."""
+    """New user, mount, network and PID namespaces and a root of the worker's own; returns
+    in the worker (PID 1 of the new PID namespace) with the layers set up.
+
+    Processes: the forked process W0 stays outside and only waits; W1 unshares (when the
+    harness is root, W0 writes W1's uid/gid map: uid 0 inside -> root during set-up, uid 1
+    inside -> :data:`SANDBOX_UID`); W1 forks W2, PID 1 of the new PID namespace (when it
+    exits the kernel kills everything left in it), which builds its root and returns."""
     libc = _libc()
     uid, gid = os.getuid(), os.getgid()
+    as_root = os.geteuid() == 0
+    up_r, up_w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid:  # W0
+        os.close(up_w)
+        os.close(go_r)
+        if as_root:
+            ok = os.read(up_r, 1) == b"u"
+            if ok:
+                try:
+                    for name, own in (("uid_map", 0), ("gid_map", 0)):
+                        with open(f"/proc/{pid}/{name}", "w") as f:
+                            f.write(f"0 {own} 1\n1 {SANDBOX_UID} 1\n")
+                    os.write(go_w, b"g")
+                except OSError:
+                    os.write(go_w, b"x")
+        os.close(go_w)
+        _wait_and_mirror(pid)
+    os.close(up_r)
+    os.close(go_w)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID) != 0:
         err = ctypes.get_errno()
+        os.write(up_w, b"x")
         raise OSError(err, f"unshare: {os.strerror(err)}")
-    with open("/proc/self/setgroups", "w") as f:
-        f.write("deny")
-    with open("/proc/self/uid_map", "w") as f:
-        f.write(f"{uid} {uid} 1")
-    with open("/proc/self/gid_map", "w") as f:
-        f.write(f"{gid} {gid} 1")
+    if as_root:
+        os.write(up_w, b"u")
+        if os.read(go_r, 1) != b"g":
+            raise OSError(1, "could not map the sandbox uid")
+    else:
+        with open("/proc/self/setgroups", "w") as f:
+            f.write("deny")
+        with open("/proc/self/uid_map", "w") as f:
+            f.write(f"{uid} {uid} 1")
+        with open("/proc/self/gid_map", "w") as f:
+            f.write(f"{gid} {gid} 1")
+    os.close(up_w)
+    os.close(go_r)
     pid = os.fork()
-    if pid:  # outer process: wait, then exit the way the child did
-        signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGKILL))
-        while True:
-            try:
-                _, status = os.waitpid(pid, 0)
-                break
-            except InterruptedError:  # pragma: no cover
-                continue
-        if os.WIFSIGNALED(status):
-            sig = os.WTERMSIG(status)
-            signal.signal(sig, signal.SIG_DFL)
-            os.kill(os.getpid(), sig)
-        code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1
-        os._exit(code)
-    # child: PID 1 of the new namespace; dies with the outer process
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if pid:  # W1
+        _wait_and_mirror(pid)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # W2: PID 1, dies with W1
     layers = ["namespaces(user,mount,net,pid)"]
-    _mount(libc, None, "/", None, MS_REC | MS_PRIVATE)
-    try:
-        _mount(libc, "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-        layers.append("private-proc")
-    except OSError:
-        pass
-    ro_done = []
-    for root in cfg.get("readonly", []):
-        if not os.path.isdir(root):
-            continue
-        try:
-            _mount(libc, root, root, None, MS_BIND | MS_REC)
-            for mp in _mount_points_under(root):
-                _mount(libc, None, mp, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
-            ro_done.append(root)
-        except OSError:
-            pass
-    if ro_done:
-        layers.append("readonly-repo")
-    hidden = 0
-    for path in cfg.get("hidden", []):
-        try:
-            if os.path.isdir(path):
-                _mount(libc, "tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555")
-                hidden += 1
-            elif os.path.isfile(path):
-                _mount(libc, "/dev/null", path, None, MS_BIND)
-                hidden += 1
-        except OSError:
-            pass
-    if hidden:
-        layers.append("hidden-paths")
+    layers += _build_root(libc, cfg, as_root)
+    if as_root:
+        from harness.confine import drop_bounding_set
+
+        drop_bounding_set(libc)
+        os.setgroups([])
+        os.setresgid(1, 1, 1)
+        os.setresuid(1, 1, 1)  # clears every capability
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # cleared by the identity change
+        layers.append(f"sandbox-uid({SANDBOX_UID})")
     return layers
 
 
-def set_limits(cfg: dict) -> list[str]:
+def _build_root(libc, cfg: dict, as_root: bool) -> list[str]:
+    """Mount a tmpfs on ``cfg["root_dir"]``, bind the allowed paths read-only into it, give it
+    a read-only /proc, a minimal /dev, private /tmp and /dev/shm, then pivot into it."""
+    new = cfg["root_dir"]
+    owner = "uid=1,gid=1," if as_root else ""
+    _mount(libc, None, "/", None, MS_REC | MS_PRIVATE)
+    _mount(libc, "tmpfs", new, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+    failed = 0
+    for p in _allowed_paths(cfg):
+        dst = new + p
+        if os.path.islink(p):
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            os.symlink(os.readlink(p), dst)
+            continue
+        if os.path.isdir(p):
+            os.makedirs(dst, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            open(dst, "w").close()
+        _mount(libc, p, dst, None, MS_BIND | MS_REC)
+        failed += _remount_readonly(libc, dst, tolerate=p in ("/sys",))
+    for h in cfg.get("hidden", []):  # a hidden path inside an allowed one
+        dst = new + h
+        if os.path.isdir(dst):
+            _mount(libc, "tmpfs", dst, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555")
+        elif os.path.isfile(dst):
+            _mount(libc, "/dev/null", dst, None, MS_BIND)
+    os.makedirs(new + "/proc")
+    _mount(libc, "proc", new + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY)
+    dev = new + "/dev"
+    os.makedirs(dev)
+    _mount(libc, "tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=0755")
+    nodes = list(DEV_NODES)
+    if cfg.get("device_type") == "cuda":
+        nodes += sorted(n for n in os.listdir("/dev") if n.startswith("nvidia") and not os.path.isdir("/dev/" + n))
+    for n in nodes:
+        if os.path.exists("/dev/" + n):
+            open(f"{dev}/{n}", "w").close()
+            _mount(libc, "/dev/" + n, f"{dev}/{n}", None, MS_BIND)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                         ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, f"{dev}/{name}")
+    scratch_mb = int(cfg.get("scratch_mb", 256))
+    os.makedirs(dev + "/shm")
+    _mount(libc, "tmpfs", dev + "/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, f"size={scratch_mb}m,{owner}mode=0700")
+    os.makedirs(new + SCRATCH, exist_ok=True)
+    _mount(libc, "tmpfs", new + SCRATCH, "tmpfs", MS_NOSUID | MS_NODEV, f"size={scratch_mb}m,{owner}mode=0700")
+    os.makedirs(new + "/.oldroot")
+    _mount(libc, None, new, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    from harness.confine import SYSCALLS
+
+    nr = SYSCALLS[__import__("platform").machine()]["pivot_root"]
+    if libc.syscall(nr, os.fsencode(new), os.fsencode(new + "/.oldroot")) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"pivot_root: {os.strerror(err)}")
+    os.chdir("/")
+    if libc.umount2(b"/.oldroot", MNT_DETACH) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"umount2(/.oldroot): {os.strerror(err)}")
+    os.chdir(SCRATCH)
+    layers = ["own-root(read-only)", "readonly-proc", "private-tmp", "private-shm", "minimal-dev"]
+    if failed:
+        layers.append(f"sysfs-submounts-not-readonly({failed})")
+    return layers
+
+
+def set_limits(cfg: dict, nproc: bool) -> list[str]:
     import resource
 
     layers = []
@@ -148,6 +278,10 @@ def set_limits(cfg: dict) -> list[str]:
     if as_mb:
         resource.setrlimit(resource.RLIMIT_AS, (int(as_mb) * 2**20, int(as_mb) * 2**20))
         layers.append("rlimit-as")
+    n = cfg.get("max_processes")
+    if n and nproc:  # counted per user namespace: only meaningful inside the worker's own
+        resource.setrlimit(resource.RLIMIT_NPROC, (int(n), int(n)))
+        layers.append(f"rlimit-nproc({int(n)})")
     return layers
 
 
@@ -321,8 +455,8 @@ def _to_numpy(x, what: str):
         arr = np.asarray(x)
     except Exception as e:
         raise BadOutput(f"{what}: cannot be read as an array ({type(e).__name__}: {e})") from None
-    if arr.dtype == object:
-        raise BadOutput(f"{what}: expected a numeric array, got dtype object")
+    if arr.dtype.kind not in "biuf" or arr.dtype.fields:
+        raise BadOutput(f"{what}: expected a numeric array, got dtype {arr.dtype}")
     return arr
 
 
@@ -406,13 +540,23 @@ class Worker:
         return len(kids)
 
     def load(self, msg: dict) -> dict:
+        import pathlib
+
         import torch
 
         from harness.submission import Submission, SubmissionMeta
 
         torch.set_num_threads(max(1, int(msg["threads"])))
-        sub = Submission(SubmissionMeta.model_validate(msg["meta"]), __import__("pathlib").Path(msg["path"]),
-                         msg["code_hash"])
+        meta = SubmissionMeta.model_validate(msg["meta"])
+        path = pathlib.Path(msg["path"])
+        files = msg.get("files")
+        if files is not None:  # the exact bytes the harness hashed, in the worker's own scratch space
+            path = pathlib.Path(self.cfg.get("scratch", SCRATCH)) / "submission" / meta.name
+            for rel, data in files.items():
+                f = path / rel
+                f.parent.mkdir(parents=True, exist_ok=True)
+                f.write_bytes(data)
+        sub = Submission(meta, path, msg["code_hash"])
         try:
             self.explainer = sub.instantiate()
         except BaseException as e:  # noqa: BLE001 - everything the submission does is reported
@@ -484,7 +628,9 @@ class Worker:
                 self.chan.send({"kind": "closed"})
                 return
             if kind == "load":
-                self.guard = Guard(**msg[1]["guard"])
+                g = dict(msg[1]["guard"])
+                g["writable"] = [*g["writable"], self.cfg.get("scratch", SCRATCH)]
+                self.guard = Guard(**g)
                 self.guard.install()
                 self.chan.send(self.load(msg[1]))
             elif kind == "bundle":
@@ -507,21 +653,21 @@ def _to_device(batch, device):
     return dataclasses.replace(batch, **moved)
 
 
-def forked_main(cfg: dict, rx, tx, out) -> None:
-    """Entry point of a worker forked by the harness's fork server (see
-    :mod:`harness.isolation`): own session, output into the parent's capture pipe, scrubbed
-    environment and its temporary folder as working directory; then :func:`run`."""
+def forked_main(cfg: dict) -> None:
+    """Entry point of a worker forked by :mod:`harness.forkserver` (descriptors 3 and 4 are
+    its channel, 1 and 2 the parent's output capture, nothing else is open): own session,
+    scrubbed environment; then :func:`run`."""
+    from multiprocessing.connection import Connection
+
+    from harness.forkserver import WORKER_RX_FD, WORKER_TX_FD
+
     os.setsid()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.dup2(out.fileno(), 1)
-    os.dup2(out.fileno(), 2)
-    out.close()
+    _libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     os.environ.clear()
     os.environ.update(cfg.get("env", {}))
     if cfg.get("cwd"):
         os.chdir(cfg["cwd"])
-    run(cfg, rx, tx)
+    run(cfg, Connection(WORKER_RX_FD, writable=False), Connection(WORKER_TX_FD, readable=False))
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
@@ -529,7 +675,7 @@ def forked_main(cfg: dict, rx, tx, out) -> None:
 
 #: What every worker imports before any submission code (the fork server preloads them).
 PRELOAD = ("numpy", "torch", "transformers", "psutil", "harness.bundle", "harness.explain_utils", "harness.mlm",
-           "harness.submission", "harness.protocols", "harness.outputs")
+           "harness.submission", "harness.protocols", "harness.outputs", "harness.confine")
 
 
 def main(argv: list[str]) -> None:
@@ -541,17 +687,33 @@ def main(argv: list[str]) -> None:
 
 
 def run(cfg: dict, rx, tx) -> None:
-    layers = ["process"]
+    from harness.confine import drop_privileges
+
+    layers = ["process", "no-inherited-descriptors"]
+    in_ns = False
     if cfg.get("namespaces") in ("auto", "on"):
         try:
             layers += enter_namespaces(cfg)
+            in_ns = True
         except OSError as e:
             if cfg["namespaces"] == "on":
                 raise
             print(f"attriboard worker: namespaces unavailable ({e}); continuing without", file=sys.stderr)
-    if "namespaces(user,mount,net,pid)" not in layers:
+    if in_ns:  # the scratch space is the private tmpfs now
+        os.environ.update(HOME=SCRATCH, TMPDIR=SCRATCH, NUMBA_CACHE_DIR=SCRATCH)
+        if not os.path.isdir(os.environ.get("MPLCONFIGDIR", "/nonexistent")):
+            os.environ["MPLCONFIGDIR"] = SCRATCH
+        cfg["scratch"] = SCRATCH
+    else:
         _libc().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    layers += set_limits(cfg)
+        cfg["scratch"] = cfg.get("cwd") or os.getcwd()
+    layers += set_limits(cfg, nproc=in_ns)
+    try:
+        layers += drop_privileges(seccomp=cfg.get("seccomp", True))
+    except OSError as e:
+        if in_ns or cfg.get("namespaces") == "on":
+            raise  # never run submission code half-confined
+        print(f"attriboard worker: could not drop privileges ({e}); continuing", file=sys.stderr)
     sys.dont_write_bytecode = True
     import faulthandler
 
