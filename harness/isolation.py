@@ -679,9 +679,16 @@ class IsolatedExplainer:
     def __init__(self, worker: WorkerProcess, name: str, version: str):
         self.worker, self.name, self.version = worker, name, version
         self.last_call: dict[str, Any] = {}
+        self.totals: dict[str, float] = {"calls": 0, "wall_s": 0.0, "cpu_s": 0.0, "gpu_s": 0.0, "reported_s": 0.0}
 
     def explain(self, model, batch) -> Attributions:
         attr, self.last_call = self.worker.explain(model, batch)
+        t, c = self.totals, self.last_call
+        t["calls"] += 1
+        t["wall_s"] += c["wall_s"]
+        t["cpu_s"] += c["cpu_s"]
+        t["gpu_s"] += c["gpu_s"] or 0.0
+        t["reported_s"] += c["reported"]["seconds"]
         return attr
 
     @property

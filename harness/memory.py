@@ -12,6 +12,8 @@ class PeakMemory:
         self.interval = interval
         self.peak_rss_mb = 0.0
         self.peak_cuda_mb: float | None = None
+        self.cpu_s = 0.0
+        """CPU seconds of this process inside the block."""
         self._stop = threading.Event()
 
     def _sample(self) -> None:
@@ -27,6 +29,9 @@ class PeakMemory:
 
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
+        import time
+
+        self._cpu0 = time.process_time()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         return self
@@ -35,6 +40,9 @@ class PeakMemory:
         import psutil
         import torch
 
+        import time
+
+        self.cpu_s = time.process_time() - self._cpu0
         self._stop.set()
         self._thread.join()
         self.peak_rss_mb = max(self.peak_rss_mb, psutil.Process().memory_info().rss / 2**20)

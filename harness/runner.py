@@ -290,10 +290,11 @@ def _explain_chunks_with(sub, ctx, config, key, bundle, cache, stack, info):
                    **({"isolation": config.isolation} if config.isolation != "none" else {})})
         cfile = cache / f"{ckey}.json"
         if cfile.exists() and not config.force:
-            rec = json.loads(cfile.read_text())
-            rec["cached"] = True
-            chunks.append(rec)
-            continue
+            rec = _read_chunk(cfile, hi - lo)
+            if rec is not None:
+                rec["cached"] = True
+                chunks.append(rec)
+                continue
         if explainer is None:
             explainer = stack.enter_context(open_explainer(sub, ctx, config))
             info["isolation"] = _isolation_info(config, explainer)
@@ -303,7 +304,7 @@ def _explain_chunks_with(sub, ctx, config, key, bundle, cache, stack, info):
         with PeakMemory() as mem:
             if bundle.device.type == "cuda":
                 torch.cuda.synchronize()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             try:
                 attr = explainer.explain(bundle, batch)
             except OutputError as e:  # an isolated explainer's output that could not even be read
@@ -312,7 +313,7 @@ def _explain_chunks_with(sub, ctx, config, key, bundle, cache, stack, info):
                 raise _Failure("explain", e, traceback.format_exc()) from e
             if bundle.device.type == "cuda":
                 torch.cuda.synchronize()
-            seconds = time.perf_counter() - t0
+            seconds, cpu_s = time.perf_counter() - t0, time.process_time() - c0
         after = bundle.counter.snapshot()
         bundle.model.eval()
         try:
@@ -326,15 +327,65 @@ def _explain_chunks_with(sub, ctx, config, key, bundle, cache, stack, info):
             "extras": {k: v.tolist() for k, v in extras.items()}, "seconds": seconds,
             "n": hi - lo, "forward": after[0] - before[0], "backward": after[1] - before[1],
             "mlm": after[2] - before[2], "peak_rss_mb": mem.peak_rss_mb, "peak_cuda_mb": mem.peak_cuda_mb,
+            "cpu_s": cpu_s, "measured_by": "in-process",
         }
         worker_call = getattr(explainer, "last_call", None)
-        if worker_call:  # isolated: the explainer's memory is the worker's, not this process's
-            rec.update(peak_rss_mb=worker_call["peak_rss_mb"], peak_cuda_mb=worker_call["peak_cuda_mb"],
-                       memory_scope="worker")
-        cfile.write_text(json.dumps(rec))
+        if worker_call:  # isolated: every figure of the worker, measured from here (counts are its own)
+            rec.update(seconds=worker_call["wall_s"], cpu_s=worker_call["cpu_s"], gpu_s=worker_call["gpu_s"],
+                       peak_rss_mb=worker_call["peak_rss_mb"], peak_cuda_mb=worker_call["peak_gpu_mb"],
+                       memory_scope="worker", measured_by="harness", self_reported=True,
+                       reported_seconds=worker_call["reported"]["seconds"])
+        rec["pass_check"] = pass_check(sub, batch, rec)
+        cfile.write_text(json.dumps(rec, allow_nan=False))
         rec["cached"] = False
         chunks.append(rec)
     return chunks
+
+
+_CHUNK_NUMBERS = ("seconds", "forward", "backward", "mlm", "peak_rss_mb")
+
+
+def _read_chunk(path: Path, n: int) -> dict | None:
+    """A cached chunk, or None (recomputed) when it is unreadable or not what this code writes:
+    a bad cache file never stops a run."""
+    import math
+
+    try:
+        rec = json.loads(path.read_text(), parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+        ok = (isinstance(rec, dict) and rec.get("n") == n and isinstance(rec.get("maps"), list)
+              and len(rec["maps"]) == n and isinstance(rec.get("extras"), dict)
+              and all(isinstance(rec.get(k), (int, float)) and not isinstance(rec.get(k), bool)
+                      and math.isfinite(rec[k]) and 0 <= rec[k] <= 1e15 for k in _CHUNK_NUMBERS)
+              and "pass_check" in rec)
+    except (OSError, ValueError, RecursionError):
+        ok = False
+    if not ok:
+        log.warning("ignoring unusable cached chunk %s (recomputed)", path)
+        return None
+    return rec
+
+
+def pass_check(sub: Submission, batch, rec: dict) -> str:
+    """Cross-check of the pass counts against the submission's declared ``[passes]`` (per
+    example, expressions of ``n_words``, ``n_tokens`` and its numeric parameters): the
+    counts must be at least what the declared method needs.  ``not checked`` when nothing is
+    declared."""
+    declared = getattr(sub.meta, "passes", None) or {}
+    if not declared:
+        return "not checked"
+    from harness.submission import eval_passes
+
+    problems = []
+    n_tokens = batch.attention_mask.sum(dim=1).tolist()
+    params = {k: v for k, v in sub.params.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    for kind, expr in sorted(declared.items()):
+        need = 0.0
+        for i in range(len(batch)):
+            need += eval_passes(expr, {**params, "n_words": batch.n_words(i), "n_tokens": int(n_tokens[i])})
+        got = rec.get(kind, 0)
+        if got < need:
+            problems.append(f"{kind} {got} < declared {expr!r} = {need:g}")
+    return "consistent" if not problems else "inconsistent: " + "; ".join(problems)
 
 
 def _official_info(ctx: TaskContext, config: RunConfig):
@@ -418,6 +469,7 @@ def run_custom(sub: Submission, ctx: TaskContext, config: RunConfig) -> ResultRe
             info["isolation"] = _isolation_info(config, explainer)
             ev, seconds, before, after, mem = _evaluate_custom(explainer, ctx, config)
             worker_peak = getattr(explainer, "peak_rss_mb", None)
+            totals = dict(getattr(explainer, "totals", None) or {})
         bundle.model.eval()
         try:
             scores, per_example = {}, {}
@@ -443,9 +495,15 @@ def run_custom(sub: Submission, ctx: TaskContext, config: RunConfig) -> ResultRe
         **base, scores=scores, per_example=per_example, example_ids=[e.id for e in ctx.data.examples],
         tables=ev.tables,
         timing=Timing(total_s=seconds, per_example_p50_s=seconds / n, per_example_p95_s=seconds / n,
-                      per_example_mean_s=seconds / n, device=device_label(dev), cuda_synchronized=dev.type == "cuda"),
+                      per_example_mean_s=seconds / n, device=device_label(dev), cuda_synchronized=dev.type == "cuda",
+                      # isolated: CPU of the worker's explain calls, measured from here; the total time is
+                      # the task's whole loop (the harness's own work included)
+                      cpu_total_s=totals.get("cpu_s", mem.cpu_s), gpu_total_s=totals.get("gpu_s") or None,
+                      measured_by="harness" if totals else "in-process",
+                      self_reported_total_s=totals.get("reported_s")),
         cost=Cost(forward_passes=fwd, backward_passes=bwd, mlm_calls=mlm, forward_per_example=fwd / n,
-                  backward_per_example=bwd / n, mlm_per_example=mlm / n),
+                  backward_per_example=bwd / n, mlm_per_example=mlm / n, self_reported=bool(totals),
+                  pass_check="not checked"),
         memory=(Memory(peak_rss_mb=mem.peak_rss_mb, peak_cuda_mb=mem.peak_cuda_mb, scope="process")
                 if worker_peak is None else Memory(peak_rss_mb=worker_peak, scope="worker")),
     )
@@ -504,6 +562,10 @@ def run_submission(sub: Submission, ctx: TaskContext, config: RunConfig) -> Resu
         diagnostics[f"{k}_max"] = float(vals.max())
     cuda_peaks = [c["peak_cuda_mb"] for c in chunks if c.get("peak_cuda_mb") is not None]
     dev = ctx.ref.bundle.device
+    isolated = bool(chunks) and all(c.get("measured_by") == "harness" for c in chunks)
+    checks = sorted({c.get("pass_check", "not checked") for c in chunks})
+    bad = [x for x in checks if x.startswith("inconsistent")]
+    gpu = [c["gpu_s"] for c in chunks if c.get("gpu_s") is not None]
     return ResultRecord(
         **_base_record(sub, ctx, config, key, "ok", level=chunks[0]["level"] if chunks else None,
                        isolation=info.get("isolation")),
@@ -512,13 +574,31 @@ def run_submission(sub: Submission, ctx: TaskContext, config: RunConfig) -> Resu
         timing=Timing(total_s=float(sum(c["seconds"] for c in chunks)), per_example_p50_s=percentile(per_ex_time, 50),
                       per_example_p95_s=percentile(per_ex_time, 95), per_example_mean_s=float(np.mean(per_ex_time)),
                       device=device_label(dev), cuda_synchronized=dev.type == "cuda",
-                      cached_chunks=sum(1 for c in chunks if c["cached"])),
+                      cached_chunks=sum(1 for c in chunks if c["cached"]),
+                      cpu_total_s=float(sum(c.get("cpu_s") or 0.0 for c in chunks)),
+                      gpu_total_s=float(sum(gpu)) if gpu else None,
+                      measured_by="harness" if isolated else "in-process",
+                      self_reported_total_s=float(sum(c.get("reported_seconds") or 0.0 for c in chunks))
+                      if isolated else None),
         cost=Cost(forward_passes=fwd, backward_passes=bwd, mlm_calls=mlm, forward_per_example=fwd / n,
-                  backward_per_example=bwd / n, mlm_per_example=mlm / n),
+                  backward_per_example=bwd / n, mlm_per_example=mlm / n, self_reported=isolated,
+                  pass_check=bad[0] if bad else (checks[0] if len(checks) == 1 else "consistent")),
         memory=Memory(peak_rss_mb=max(c["peak_rss_mb"] for c in chunks),
                       peak_cuda_mb=max(cuda_peaks) if cuda_peaks else None,
                       scope="worker" if all(c.get("memory_scope") == "worker" for c in chunks) else "process"),
     )
+
+
+def _record_failure(sub: Submission, ctx: TaskContext, config: RunConfig, key: str, e: Exception) -> ResultRecord:
+    """The error record when the harness could not build or write a submission's record from
+    what its run produced (e.g. values outside the record schema): stage ``record``; the
+    submission's cached chunks are dropped so that a re-run recomputes them."""
+    import shutil
+
+    log.error("%s on %s: could not build its record: %s: %s", sub.name, ctx.task.spec.name, type(e).__name__, e)
+    shutil.rmtree(Path(config.cache_dir) / "attributions" / sub.name, ignore_errors=True)
+    return _error_record(sub, ctx, config, key, _Failure("record", e, traceback.format_exc()),
+                         _isolation_info(config))
 
 
 def apply_threads(task: Task, config: RunConfig) -> int:
@@ -536,6 +616,9 @@ def apply_threads(task: Task, config: RunConfig) -> int:
 
 
 def run_grid(tasks: Sequence[Task], submissions: Sequence[Submission], config: RunConfig) -> RunSummary:
+    from harness.submission import check_unique_names
+
+    check_unique_names(submissions)  # one name = one result file: refuse before any work, not overwrite
     try:
         return _run_grid(tasks, submissions, config)
     finally:
@@ -581,8 +664,12 @@ def _run_grid(tasks: Sequence[Task], submissions: Sequence[Submission], config: 
                         continue
                 except Exception as e:  # an unreadable old record is replaced, and said so
                     log.warning("replacing unreadable result %s: %s", path, e)
-            record = run_submission(sub, ctx, config)
-            record.write(path)
+            try:
+                record = run_submission(sub, ctx, config)
+                record.write(path)
+            except Exception as e:  # noqa: BLE001 - one submission never stops the grid
+                record = _record_failure(sub, ctx, config, key, e)
+                record.write(path)
             summary.written.append(path)
             if record.status == "error":
                 summary.errors.append(f"{sub.name} on {task.spec.name}: {record.error.stage}: {record.error.message}")
