@@ -46,12 +46,17 @@ def _threads_arg(value: str):
 def cmd_run(args) -> int:
     from harness import leaderboard
     from harness.runner import RunConfig, run_grid
-    from harness.submission import discover, resolve
+    from harness.registry import RegistryError
+    from harness.submission import SubmissionError, check_unique_names, discover, resolve
     from harness.task import get_task
 
     overrides = _task_overrides(args)
     tasks = [get_task(t, **overrides) for t in args.tasks]
-    subs = [resolve(s) for s in args.submissions] if args.submissions else [discover().get(n) for n in discover()]
+    try:
+        subs = [resolve(s) for s in args.submissions] if args.submissions else [discover().get(n) for n in discover()]
+        check_unique_names(subs)  # one name = one result file: a second one would replace the first's record
+    except (SubmissionError, RegistryError) as e:
+        raise SystemExit(f"run: {e}") from None
     config = RunConfig(results_dir=Path(args.results_dir), cache_dir=Path(args.cache_dir), seed=args.seed,
                        aggregation=args.aggregation, batch_size=args.batch_size, force=args.force,
                        device=args.device, mlm=args.mlm, all_submissions=args.all_submissions,
@@ -92,7 +97,11 @@ def _isolation_options(args) -> dict:
 def cmd_leaderboard(args) -> int:
     from harness import leaderboard
 
-    paths = leaderboard.build(Path(args.results_dir), Path(args.out_dir))
+    try:
+        paths = leaderboard.build(Path(args.results_dir), Path(args.out_dir), strict=args.strict)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"leaderboard: {e}", file=sys.stderr)
+        return 1
     for p in paths:
         print(p)
     return 0
@@ -249,14 +258,17 @@ def build_parser() -> argparse.ArgumentParser:
     lb = sub.add_parser("leaderboard", help="build LEADERBOARD.md / .csv / .json from result files")
     lb.add_argument("--results-dir", default=str(REPO_ROOT / "leaderboard" / "results"))
     lb.add_argument("--out-dir", default=str(REPO_ROOT / "leaderboard"))
+    lb.add_argument("--strict", action="store_true",
+                    help="fail on a result file that is not a valid record (default: skip it with a warning)")
     lb.set_defaults(func=cmd_leaderboard)
 
     v = sub.add_parser("validate", help="run the conformance suite on submissions")
     v.add_argument("submission", nargs="*")
     v.add_argument("--all", action="store_true", help="validate every built-in submission")
     v.add_argument("--time-budget", type=float, default=120.0)
-    v.add_argument("--isolation", default="none", choices=["none", "process"],
-                   help="process: run the submission in sandboxed workers (untrusted code; pr-check does this)")
+    v.add_argument("--isolation", default="process", choices=["process", "none"],
+                   help="process (default): run the submission in sandboxed workers, as pr-check does; "
+                   "none: import and run it in this process (trusted code only, e.g. the built-ins)")
     v.set_defaults(func=cmd_validate)
 
     sub.add_parser("list", help="list tasks, metrics and submissions").set_defaults(func=cmd_list)
@@ -298,8 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     pc.add_argument("--cache-dir", default=str(REPO_ROOT / ".attriboard"))
     pc.add_argument("--out", help="keep the fresh records (OUT/results) and a board preview (OUT/board)")
     pc.add_argument("--validate-only", action="store_true", help="package and conformance checks only")
-    pc.add_argument("--isolation", default="process", choices=["process", "none"],
-                    help="run the explainer in a sandboxed worker (default) or in this process")
+    pc.add_argument("--isolation", default="process", choices=["process"],
+                    help="always process: a pull request's code runs only in sandboxed workers")
     pc.set_defaults(func=cmd_pr_check)
     return p
 

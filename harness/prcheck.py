@@ -3,16 +3,17 @@
 What a maintainer's CI runs on a pull request that adds ``submissions/<name>/``
 (``docs/SUBMITTING.md``):
 
-1. **package**: the folder loads (``submission.toml`` against the strict metadata schema, the
-   entry point imports), the name is free (or is the folder's own built-in), authors, paper and
-   licence are filled in, the folder is small (code, not data or weights: at most
-   :data:`MAX_FOLDER_MB`), and every requirement in its ``requirements.txt`` is installed in the
-   pinned environment at a matching version (runs are offline: nothing is installed for a
-   submission);
+1. **package**: the folder loads (``submission.toml`` against the strict metadata schema; the
+   entry point imports and its class constructs, checked in a sandboxed worker: the harness
+   process never imports submission code, whose module level could patch the scorer), the
+   name is free (or is the folder's own built-in), authors, paper and licence are filled in,
+   the folder is small (code, not data or weights: at most :data:`MAX_FOLDER_MB`), and every
+   requirement in its ``requirements.txt`` is installed in the pinned environment at a
+   matching version (runs are offline: nothing is installed for a submission);
 2. **validate**: the conformance suite (:func:`harness.validation.validate`);
 3. **run**: the default suite (``harness.cli.DEFAULT_TASKS``, every task also when it declares a
    default subset) into a fresh results folder, with the normal model cache, the explainer in a
-   sandboxed worker process where the runner supports it (``isolation="process"``);
+   sandboxed worker process (``isolation="process"``: pr-check refuses anything else);
 4. **rank**: the fresh records placed on the existing board (``leaderboard/results``; older
    records of the same name are replaced) and the submission's rank per board and overall.
 
@@ -72,17 +73,53 @@ class PRCheckReport:
         return "\n".join(L)
 
 
-def check_package(folder: Path) -> tuple[Step, Any]:
-    """Metadata, name, size and dependencies of a submission folder; (step, submission or None)."""
+#: Limits of the worker that loads the submission for the package check (import the entry point,
+#: construct the class): a load that takes longer than this fails the check.
+PACKAGE_LOAD_TIMEOUT_S = 60.0
+
+
+def package_settings(hidden_paths: Sequence[str] = ()) -> Any:
+    """:class:`harness.isolation.IsolationSettings` of the package check's worker."""
+    from harness.isolation import IsolationSettings
+
+    return IsolationSettings(timeout_s=PACKAGE_LOAD_TIMEOUT_S, startup_timeout_s=PACKAGE_LOAD_TIMEOUT_S,
+                             hidden_paths=tuple(str(p) for p in hidden_paths))
+
+
+def load_in_sandbox(sub, settings: Any = None) -> str | None:
+    """Import the entry point and construct the explainer in a sandboxed worker
+    (:func:`harness.isolation.open_explainer`), never in this process: a submission's
+    module-level code is as untrusted as its ``explain``.  None when it loads, else the
+    failure as ``stage: type: message``."""
+    from harness.isolation import WorkerError, open_explainer
+
+    try:
+        with open_explainer(sub, settings or package_settings(), bundle=None):
+            pass
+    except WorkerError as e:
+        return f"loading the entry point in a sandboxed worker failed at {e.stage}: {e.error_type}: {e.message}"
+    except Exception as e:  # no worker, no check: the package step fails rather than passing unchecked
+        return f"could not load the entry point in a sandboxed worker: {type(e).__name__}: {e}"
+    return None
+
+
+def check_package(folder: Path, settings: Any = None) -> tuple[Step, Any]:
+    """Metadata, name, size and dependencies of a submission folder, and whether its entry point
+    imports and its class constructs: in a sandboxed worker (``settings``: its limits, default
+    :func:`package_settings`), never in this process.  (step, submission or None)."""
     from harness.submission import BUILTIN_DIR, SubmissionError, discover, load_submission
 
     step = Step("package", True)
     try:
-        sub = load_submission(folder)
-        sub.load_class()
+        sub = load_submission(folder)  # reads submission.toml and hashes the folder: runs no code
     except SubmissionError as e:
         step.passed = False
         step.lines.append(str(e))
+        return step, None
+    failure = load_in_sandbox(sub, settings)
+    if failure is not None:
+        step.passed = False
+        step.lines += [f"{sub.name} {sub.meta.version}, entry point {sub.meta.entry_point}", failure]
         return step, None
     problems, lines = [], [f"{sub.name} {sub.meta.version}, entry point {sub.meta.entry_point}, code hash {sub.code_hash}"]
     for key in REQUIRED_TEXT:
@@ -139,13 +176,23 @@ def check_requirements(lines: Sequence[str]) -> tuple[bool, list[str]]:
 
 
 def isolation_kwargs(mode: str | None) -> dict[str, Any]:
-    """``RunConfig(isolation=mode)`` where the runner supports sandboxed workers (a pull
-    request's code is untrusted), nothing otherwise."""
+    """``RunConfig(isolation=mode)`` where the runner supports sandboxed workers, nothing
+    otherwise (``attriboard verify``; pr-check uses :func:`sandboxed_run_kwargs`)."""
     import dataclasses
 
     from harness.runner import RunConfig
 
     return {"isolation": mode} if mode and "isolation" in {f.name for f in dataclasses.fields(RunConfig)} else {}
+
+
+def sandboxed_run_kwargs() -> dict[str, Any]:
+    """``RunConfig(isolation="process")`` for pr-check: a pull request's code is untrusted, so a
+    runner without sandboxed workers is an error, never a silent fall-back to this process."""
+    kwargs = isolation_kwargs("process")
+    if not kwargs:
+        raise RuntimeError("harness.runner.RunConfig has no 'isolation' field: pr-check refuses to run "
+                           "a submission outside a sandboxed worker")
+    return kwargs
 
 
 def rank_against(existing: list, new: list, name: str) -> tuple[list[dict], dict | None]:
@@ -172,6 +219,10 @@ def pr_check(folder: Path, tasks: Sequence[str], overrides: dict[str, Any] | Non
              skip_run: bool = False, isolation: str = "process") -> PRCheckReport:
     """Package, validate, run and rank one submission folder (see the module docstring).
 
+    The submission's code only ever runs in sandboxed workers (:mod:`harness.isolation`),
+    from the package check's import of its entry point on: ``isolation`` must be ``"process"``
+    (anything else raises :class:`ValueError`).
+
     ``out_dir``: keep the fresh records (``out_dir/results``) and a preview of the whole board
     with the submission on it (``out_dir/board``: Markdown, CSV, JSON, HTML)."""
     from harness import leaderboard
@@ -180,27 +231,30 @@ def pr_check(folder: Path, tasks: Sequence[str], overrides: dict[str, Any] | Non
     from harness.task import get_task
     from harness.validation import validate
 
+    if isolation != "process":
+        raise ValueError(f"pr-check runs a pull request's code in sandboxed workers only (isolation='process'), "
+                         f"got isolation={isolation!r}")
     folder = Path(folder)
     report = PRCheckReport(str(folder))
-    step, sub = check_package(folder)
+    board_results = Path(board_results) if board_results else REPO_ROOT / "leaderboard" / "results"
+    cache_dir = Path(cache_dir) if cache_dir else REPO_ROOT / ".attriboard"
+    step, sub = check_package(folder, package_settings([board_results, cache_dir]))
     report.steps.append(step)
     if sub is None:
         return report
     report.name = sub.name
     # the pull request's code is untrusted: the conformance suite runs it in sandboxed workers too
-    v = validate(sub, time_budget_s=time_budget_s, seed=seed, isolation=isolation or "none")
+    v = validate(sub, time_budget_s=time_budget_s, seed=seed, isolation="process")
     report.steps.append(Step("validate (conformance suite)", v.passed, [x.strip() for x in v.render().splitlines()[1:]]))
     if not v.passed or skip_run:
         return report
-    board_results = Path(board_results) if board_results else REPO_ROOT / "leaderboard" / "results"
-    cache_dir = Path(cache_dir) if cache_dir else REPO_ROOT / ".attriboard"
     tmp = Path(tempfile.mkdtemp(prefix="attriboard-prcheck-"))
     try:
         results = (Path(out_dir) / "results") if out_dir else tmp / "results"
         if results.exists():
             shutil.rmtree(results)
         config = RunConfig(results_dir=results, cache_dir=cache_dir, seed=seed, batch_size=batch_size,
-                           device=device, all_submissions=True, **isolation_kwargs(isolation))
+                           device=device, all_submissions=True, **sandboxed_run_kwargs())
         run_step = Step(f"run on {', '.join(tasks)}", True)
         built = [get_task(t, **(overrides or {})) for t in tasks]
         summary = run_grid(built, [sub], config)

@@ -447,8 +447,9 @@ def _isolation(rec: ResultRecord, opts: VerifyOptions) -> dict[str, Any]:
     runner supports isolation; ``--isolation`` overrides."""
     from harness.prcheck import isolation_kwargs
 
-    recorded = getattr(getattr(rec, "isolation", None), "mode", None)
-    kwargs = isolation_kwargs(opts.isolation or recorded or "none")
+    # a record is data from anyone: it never decides that code runs in this process; only an
+    # explicit ``--isolation none`` (trusted built-ins, fast tests) does
+    kwargs = isolation_kwargs(opts.isolation or "process")
     if kwargs.get("isolation") == "process" and opts.secret_file:  # the worker must not see the secret file
         from harness.isolation import IsolationSettings
 
