@@ -50,12 +50,16 @@ def find_plots(out_dir: Path, boards: list[Board],
     if out_dir.is_dir():
         pngs = {p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*.png")
                 if "results" not in p.relative_to(out_dir).parts[:1]}
+    root = out_dir.resolve()
     for rec, _ in records:
         for rows in rec.tables.values():
             for row in rows:
-                for v in row.values():
-                    if isinstance(v, str) and v.lower().endswith(".png") and (out_dir / v).is_file():
-                        pngs.add(Path(v).as_posix())
+                for v in row.values():  # a record's own plot path: inside the board folder, no link
+                    if isinstance(v, str) and v.lower().endswith(".png") and _SAFE_HREF.fullmatch(v) \
+                            and not Path(v).is_absolute() and ".." not in Path(v).parts:
+                        p = out_dir / v
+                        if p.is_file() and not p.is_symlink() and root in p.resolve().parents:
+                            pngs.add(Path(v).as_posix())
     slugs = {(_slug(b.task), _slug(b.model)): b for b in boards}
     subs = {b.key: {_slug(r.submission.name): r.submission.name for _, r, _ in b.ranked}
             | {_slug(r.submission.name): r.submission.name for r, _ in b.failed} for b in boards}
@@ -107,27 +111,38 @@ def _score_cell(s, href: str, main: bool) -> str:
 
 
 _NUM = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-_INLINE = re.compile(r"`([^`]+)`|\*\*([^*]+)\*\*|\[([^\]]+)\]\(([^)\s]+)\)")
+_INLINE = re.compile(r"\\([!-/:-@\[-`{-~])|`([^`]+)`|\*\*((?:\\.|[^*\\])+)\*\*"
+                     r"|\[((?:\\.|[^\]\\])+)\]\(([^)\s]+)\)")
+_SAFE_HREF = re.compile(r"(?![a-zA-Z][a-zA-Z0-9+.-]*:)(?!//)[A-Za-z0-9_.~/%#-]+")
+"""Relative links only: no scheme (``javascript:``, ``data:``, ``http:``), no ``//host``."""
+
+
+def _text(text: str) -> str:
+    """Plain Markdown text as HTML: entities decoded (``&lt;`` from :func:`md_escape`), then escaped."""
+    return _e(html.unescape(text))
 
 
 def _inline(text: str) -> str:
-    """Escape ``text`` and render the Markdown inline forms the board's notes use: `code`,
-    **bold** and [label](relative link)."""
+    """Escape ``text`` and render the Markdown inline forms the board's notes use: backslash
+    escapes (:func:`harness.leaderboard.md_escape`), `code`, **bold** and [label](relative link).
+    A link to anything but a relative path renders as its label."""
     out, pos = [], 0
     for m in _INLINE.finditer(text):
-        out.append(_e(text[pos:m.start()]))
+        out.append(_text(text[pos:m.start()]))
         if m.group(1) is not None:
-            out.append(f"<code>{_e(m.group(1))}</code>")
+            out.append(_e(m.group(1)))
         elif m.group(2) is not None:
-            out.append(f"<strong>{_e(m.group(2))}</strong>")
+            out.append(f"<code>{_e(m.group(2))}</code>")
+        elif m.group(3) is not None:
+            out.append(f"<strong>{_inline(m.group(3))}</strong>")
         else:
-            href = m.group(4)
-            if href.startswith("#"):  # Markdown-page anchors have no target on this page
-                out.append(_e(m.group(3)))
+            label, href = _inline(m.group(4)), m.group(5)
+            if href.startswith("#") or not _SAFE_HREF.fullmatch(href):  # page anchors have no target here
+                out.append(label)
             else:
-                out.append(f'<a href="{_e(href)}">{_e(m.group(3))}</a>')
+                out.append(f'<a href="{_e(href)}">{label}</a>')
         pos = m.end()
-    out.append(_e(text[pos:]))
+    out.append(_text(text[pos:]))
     return "".join(out)
 
 

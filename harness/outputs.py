@@ -83,5 +83,7 @@ def check_extras(attr: Attributions, batch: ExplainBatch) -> dict[str, np.ndarra
         a = _as_float_array(v, f"extra {k!r}").reshape(-1)
         if a.shape != (len(batch),):
             raise OutputError(f"extra {k!r}: expected one value per example ({len(batch)}), got shape {a.shape}")
+        if not np.all(np.isfinite(a)):  # extras become the record's diagnostics: JSON has no NaN / infinity
+            raise OutputError(f"finite: extra {k!r} has {int((~np.isfinite(a)).sum())} NaN or infinite values")
         out[k] = a
     return out

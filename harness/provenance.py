@@ -74,13 +74,86 @@ def provenance(seeds: dict[str, int]) -> dict:
     }
 
 
-def hash_tree(path: Path) -> str:
-    """Content hash of a file or folder (file names and bytes, ignoring caches)."""
+MAX_HASH_BYTES = 64 * 2**20
+"""Most bytes :func:`hash_tree` reads from one tree (a submission folder is code, not data)."""
+MAX_HASH_FILES = 10_000
+
+
+class TreeError(ValueError):
+    """A folder that cannot be hashed safely: a link out of it, a special file, too many bytes."""
+
+
+def _within(p: Path, root: Path) -> bool:
+    return p == root or root in p.parents
+
+
+def _walk(root: Path) -> tuple[list[Path], list[Path]]:
+    """Regular files and symbolic links under ``root``, never following a link; refuses links
+    whose target lies outside ``root``."""
+    files: list[Path] = []
+    links: list[Path] = []
+    real_root = root.resolve()
+    stack = [root]
+    while stack:
+        d = stack.pop()
+        with os.scandir(d) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for e in entries:
+            p = Path(e.path)
+            rel = p.relative_to(root)
+            if "__pycache__" in rel.parts or p.suffix == ".pyc":
+                continue
+            if e.is_symlink():
+                try:
+                    target = p.resolve()  # the whole chain (strict=False: a dangling one too)
+                except (OSError, RuntimeError) as err:  # a link loop
+                    raise TreeError(f"{p}: symbolic link that cannot be resolved: {err}") from None
+                if not _within(target, real_root):
+                    raise TreeError(f"{p}: symbolic link to {os.readlink(p)!r} points outside {root}; "
+                                    "a submission folder must hold its files itself")
+                links.append(p)
+            elif e.is_dir(follow_symlinks=False):
+                stack.append(p)
+            elif e.is_file(follow_symlinks=False):
+                files.append(p)
+            # sockets, FIFOs, devices: not content, never opened
+            if len(files) + len(links) > MAX_HASH_FILES:
+                raise TreeError(f"{root}: more than {MAX_HASH_FILES} files")
+    return files, links
+
+
+def hash_tree(path: Path, max_bytes: int | None = None) -> str:
+    """Content hash of a file or folder (file names and bytes, ignoring caches).
+
+    Never reads through a symbolic link: a link inside the folder is hashed as its name and
+    target text; a link pointing outside it, or more than ``max_bytes`` of file content,
+    raises :class:`TreeError` (default: :data:`MAX_HASH_BYTES`)."""
     path = Path(path)
+    max_bytes = MAX_HASH_BYTES if max_bytes is None else max_bytes
+    if path.is_symlink() and path.is_file():
+        raise TreeError(f"{path}: is a symbolic link; hash the file itself")
+    if path.is_file():
+        base, files, links = path.parent, [path], []
+    elif path.is_dir():
+        base = path
+        files, links = _walk(path)
+    else:
+        raise TreeError(f"{path}: not a regular file or folder")
     h = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(
-        p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc")
-    for f in files:
-        h.update(str(f.relative_to(path.parent if path.is_file() else path)).encode())
-        h.update(f.read_bytes())
+    total = 0
+    entries = sorted([(f, False) for f in files] + [(l, True) for l in links])
+    for f, is_link in entries:
+        h.update(str(f.relative_to(base)).encode())
+        if is_link:
+            h.update(b"\0symlink\0" + os.readlink(f).encode("utf-8", "surrogateescape"))
+            continue
+        remaining = max_bytes - total
+        with open(f, "rb", opener=lambda p, fl: os.open(p, fl | getattr(os, "O_NOFOLLOW", 0))) as fh:
+            data = fh.read(remaining + 1)
+        total += len(data)
+        if total > max_bytes:
+            raise TreeError(f"{path}: more than {max_bytes} bytes ({max_bytes / 2**20:.1f} MB) of files to hash "
+                            f"(limit reached at {f}); "
+                            "a submission folder holds code, not data or weights")
+        h.update(data)
     return h.hexdigest()[:16]

@@ -1,21 +1,47 @@
 """The on-disk result record: one JSON file per (submission, task, model), schema-validated.
 
-Every model forbids extra fields, so a typo or a tampered file fails to load.
+Every model forbids extra fields, so a typo or a tampered file fails to load.  Every number
+must be finite (JSON has no NaN or infinity): a non-finite float fails validation, and
+:meth:`ResultRecord.write` refuses to write one.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import numbers
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from harness import RESULT_SCHEMA_VERSION
 
 
+def non_finite_paths(obj: Any, where: str = "") -> list[str]:
+    """Dotted paths of the NaN / infinite numbers in a JSON-like value."""
+    if isinstance(obj, numbers.Real) and not isinstance(obj, numbers.Integral):
+        return [] if math.isfinite(float(obj)) else [f"{where or '<value>'}={float(obj)!r}"]
+    if isinstance(obj, dict):
+        return [p for k, v in obj.items() for p in non_finite_paths(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(obj, (list, tuple)):
+        return [p for i, v in enumerate(obj) for p in non_finite_paths(v, f"{where}[{i}]")]
+    return []
+
+
+def _finite_value(v: Any) -> Any:
+    bad = non_finite_paths(v)
+    if bad:
+        raise ValueError(f"non-finite number(s) (JSON has no NaN or infinity): {', '.join(bad[:5])}")
+    return v
+
+
+Finite = Annotated[Any, AfterValidator(_finite_value)]
+"""A free-form JSON value whose numbers must all be finite."""
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class MetricScore(_Strict):
@@ -25,14 +51,14 @@ class MetricScore(_Strict):
     higher_is_better: bool
     family: str
     n: int
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Finite] = Field(default_factory=dict)
     details: dict[str, float] = Field(default_factory=dict)
 
 
 class SubmissionInfo(_Strict):
     name: str
     version: str
-    params: dict[str, Any]
+    params: dict[str, Finite]
     code_hash: str
     level: Optional[Literal["token", "word"]] = None
 
@@ -45,8 +71,8 @@ class TaskInfo(_Strict):
     n_examples: int
     data_hash: str
     data_source: str
-    load_report: dict[str, Any] = Field(default_factory=dict)
-    overrides: dict[str, Any] = Field(default_factory=dict)
+    load_report: dict[str, Finite] = Field(default_factory=dict)
+    overrides: dict[str, Finite] = Field(default_factory=dict)
     """The task parameters the run set (``--set``, ``--n-eval``, ...); ``attriboard verify``
     rebuilds the task from ``name`` and these."""
     """What loading did to the data (rows read, excluded and why), from the task's ``load_report``."""
@@ -77,6 +103,15 @@ class Timing(_Strict):
     device: str
     cuda_synchronized: bool
     cached_chunks: int = 0
+    cpu_total_s: Optional[float] = None
+    """User + system CPU seconds of the explain calls (the worker's process tree, or this process)."""
+    gpu_total_s: Optional[float] = None
+    """SM-busy seconds of the worker's processes from NVML (CUDA, isolated runs, NVML present)."""
+    measured_by: Optional[Literal["harness", "in-process"]] = None
+    """``harness``: wall, CPU and memory measured by the parent from outside the worker (isolated
+    runs: the submission cannot change them); ``in-process``: the explainer ran in the harness."""
+    self_reported_total_s: Optional[float] = None
+    """The worker's own clock (isolated runs): shown beside the measured time, never used for it."""
 
 
 class Cost(_Strict):
@@ -86,11 +121,19 @@ class Cost(_Strict):
     forward_per_example: float
     backward_per_example: float
     mlm_per_example: float
+    self_reported: bool = False
+    """True when the pass counts were reported by the submission's worker (isolated runs): the
+    model it calls is in its own process, so the harness cannot count them; see
+    ``pass_check`` for the cross-check against what the declared method needs."""
+    pass_check: Optional[str] = None
+    """Result of cross-checking self-reported counts: ``consistent``, ``inconsistent: ...`` or
+    ``not checked`` (the method declares no predictable count)."""
 
 
 class Memory(_Strict):
     peak_rss_mb: float
     peak_cuda_mb: Optional[float] = None
+    """Isolated runs: the worker's GPU memory from NVML, measured by the parent (None: not measured)."""
     scope: Optional[Literal["process", "worker"]] = None
     """``worker``: peak RSS of the submission's own worker process tree (isolated runs);
     ``process``: of the harness process the explainer ran in (in-process runs)."""
@@ -107,10 +150,11 @@ class ErrorInfo(_Strict):
     type: str
     message: str
     stage: Literal["load", "explain", "validate-output", "metric", "attack", "timeout", "crash", "resource",
-                   "sandbox"]
+                   "sandbox", "record"]
     """``timeout``: past the worker's wall-time limit; ``crash``: the worker died (signal, exit,
     ``sys.exit``); ``resource``: memory, output-size or process limits; ``sandbox``: a forbidden
-    operation (reading hidden files, importing harness internals, network, processes)."""
+    operation (reading hidden files, importing harness internals, network, processes);
+    ``record``: the harness could not build or write a record from what the run produced."""
     traceback: str = ""
 
 
@@ -141,7 +185,7 @@ class Provenance(_Strict):
     packages: dict[str, str]
     python: str
     platform: str
-    hardware: dict[str, Any]
+    hardware: dict[str, Finite]
     seeds: dict[str, int]
     created_at: str
 
@@ -160,7 +204,7 @@ class ResultRecord(_Strict):
     per_example: dict[str, list[float]] = Field(default_factory=dict)
     example_ids: list[str] = Field(default_factory=list)
     diagnostics: dict[str, float] = Field(default_factory=dict)
-    tables: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
+    tables: dict[str, list[dict[str, Finite]]] = Field(default_factory=dict)
     """Task-specific tables (e.g. the fragility task's per-bucket table)."""
     timing: Optional[Timing] = None
     cost: Optional[Cost] = None
@@ -172,9 +216,18 @@ class ResultRecord(_Strict):
     provenance: Provenance
 
     def write(self, path: Path) -> None:
+        """Write the record as strict JSON; a NaN or infinite number anywhere (e.g. set on the
+        record after validation) raises ``ValueError`` naming where, and nothing is written."""
+        path = Path(path)
+        bad = non_finite_paths(self.model_dump())
+        if bad:
+            raise ValueError(f"{path}: refusing to write a result record with non-finite numbers "
+                             f"(JSON has no NaN or infinity): {', '.join(bad[:10])}"
+                             + (f" and {len(bad) - 10} more" if len(bad) > 10 else ""))
+        text = json.dumps(self.model_dump(mode="json"), indent=1, sort_keys=True, allow_nan=False) + "\n"
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.model_dump(mode="json"), indent=1, sort_keys=True) + "\n")
+        tmp.write_text(text)
         tmp.replace(path)
 
     @classmethod

@@ -23,11 +23,11 @@ import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from harness.provenance import hash_tree
+from harness.provenance import TreeError, hash_tree
 from harness.registry import Registry
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "submissions"
@@ -37,11 +37,55 @@ class SubmissionError(Exception):
     """A submission's metadata or code cannot be loaded."""
 
 
+VERSION_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z.+\-]{0,31}$"
+
+
+def eval_passes(expr: str, env: dict[str, float], check_only: bool = False) -> float:
+    """Evaluate a ``[passes]`` expression: numbers, names from ``env``, ``+ - * / //``,
+    parentheses, ``min``/``max``/``ceil``; nothing else (raises ValueError)."""
+    import ast
+    import math
+
+    if not isinstance(expr, str) or len(expr) > 200:
+        raise ValueError("passes: an expression must be a string of at most 200 characters")
+    try:
+        tree = ast.parse(expr, mode="eval")
+    except SyntaxError as e:
+        raise ValueError(f"passes: cannot parse {expr!r}: {e.msg}") from None
+    ops = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
+           ast.Div: lambda a, b: a / b, ast.FloorDiv: lambda a, b: a // b}
+    funcs = {"min": min, "max": max, "ceil": math.ceil}
+
+    def ev(node):
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+            return node.value
+        if isinstance(node, ast.Name):
+            if check_only:
+                return 1
+            if node.id not in env:
+                raise ValueError(f"passes: unknown name {node.id!r} in {expr!r}")
+            return env[node.id]
+        if isinstance(node, ast.BinOp) and type(node.op) in ops:
+            return ops[type(node.op)](ev(node.left), ev(node.right))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -ev(node.operand)
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in funcs
+                and not node.keywords and node.args):
+            return funcs[node.func.id](*[ev(a) for a in node.args])
+        raise ValueError(f"passes: {expr!r} may use only numbers, names, + - * / //, min, max, ceil")
+
+    return float(ev(tree))
+
+
 class SubmissionMeta(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
-    version: str
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$", max_length=64)
+    version: str = Field(pattern=VERSION_PATTERN)
+    """A release version (PEP 440 / semver-like: ``1.0.0``, ``2.1rc1``, ``1.0.0-beta.2+build.5``);
+    one short token, as it goes onto the board verbatim."""
     authors: list[str]
     paper: str
     code: str = ""
@@ -49,6 +93,21 @@ class SubmissionMeta(BaseModel):
     entry_point: str = Field(pattern=r"^[A-Za-z_][\w]*:[A-Za-z_]\w*$")
     description: str = ""
     parameters: dict[str, Any] = Field(default_factory=dict)
+    passes: dict[str, str] = Field(default_factory=dict)
+    """Optional ``[passes]`` table: the model passes the method needs per example, as
+    expressions of ``n_words``, ``n_tokens`` and the numeric parameters, keyed ``forward``,
+    ``backward`` or ``mlm`` (e.g. leave-one-out: ``forward = "n_words + 1"``).  Pass counts
+    of isolated runs are self-reported by the worker; the harness checks them against these
+    lower bounds and records ``consistent`` / ``inconsistent`` (docs/SECURITY.md)."""
+
+    @field_validator("passes")
+    @classmethod
+    def _passes(cls, v: dict[str, str]) -> dict[str, str]:
+        for k, expr in v.items():
+            if k not in ("forward", "backward", "mlm"):
+                raise ValueError(f"passes: unknown count {k!r} (forward, backward or mlm)")
+            eval_passes(expr, {}, check_only=True)
+        return v
 
 
 @dataclass(frozen=True)
@@ -103,16 +162,36 @@ def load_submission(path: Path) -> Submission:
     toml_file = path / "submission.toml"
     if not toml_file.exists():
         raise SubmissionError(f"{path} is not a submission: no submission.toml")
+    try:  # first: it refuses links out of the folder (submission.toml included) and oversized folders
+        code_hash = hash_tree(path)
+    except (TreeError, OSError) as e:
+        raise SubmissionError(f"{path}: cannot package the submission: {e}") from None
     try:
-        raw = tomllib.loads(toml_file.read_text())
-    except tomllib.TOMLDecodeError as e:
+        raw = tomllib.loads(toml_file.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise SubmissionError(f"{toml_file}: invalid TOML: {e}") from e
     try:
         meta = SubmissionMeta.model_validate(raw)
     except ValidationError as e:
         problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or '<root>'}: {err['msg']}" for err in e.errors())
         raise SubmissionError(f"{toml_file}: invalid metadata: {problems}") from None
-    return Submission(meta, path.resolve(), hash_tree(path))
+    return Submission(meta, path.resolve(), code_hash)
+
+
+def check_unique_names(submissions: Iterable[Submission]) -> None:
+    """Refuse two submissions with one name: their records would share a result file, and the
+    later one would silently replace the other's (e.g. a folder declaring ``name = "gradient"``
+    run next to the built-in ``gradient``)."""
+    seen: dict[str, Submission] = {}
+    clashes = []
+    for sub in submissions:
+        first = seen.setdefault(sub.name, sub)
+        if first is not sub:
+            clashes.append(f"{sub.name!r}: {first.path} and {sub.path}" if first.path != sub.path
+                           else f"{sub.name!r}: {sub.path} given twice")
+    if clashes:
+        raise SubmissionError("two submissions share a name (each name is one result file and one board row; "
+                              "rename one in its submission.toml): " + "; ".join(clashes))
 
 
 def discover(root: Path = BUILTIN_DIR) -> Registry[Submission]:

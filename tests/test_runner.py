@@ -156,4 +156,7 @@ def test_leaderboard_rejects_tampered_records(grid_run, tmp_path):
     raw["scores"]["gt_overlap"]["bonus"] = 1
     p.write_text(json.dumps(raw))
     with pytest.raises(ValueError, match="not a valid result record"):
-        leaderboard.build(d, tmp_path / "out")
+        leaderboard.build(d, tmp_path / "out", strict=True)
+    leaderboard.build(d, tmp_path / "out")  # default: the tampered record is left off, the board written
+    md = (tmp_path / "out" / "LEADERBOARD.md").read_text()
+    assert "Skipped 1 result file(s)" in md and "| random |" not in md

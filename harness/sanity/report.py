@@ -10,6 +10,9 @@
   layer-randomization and initialization scores beside each explainer, the insensitivity flag,
   the per-layer plot, the masked LM's predictability and the models compared).
 - :func:`write_plots`: the per-layer plots (:mod:`harness.sanity.plots`).
+
+Every string taken from a record (names, operators, table cells) goes through
+:func:`harness.leaderboard.md_escape` / ``md_code``; numbers of the wrong type render empty.
 """
 
 from __future__ import annotations
@@ -23,8 +26,24 @@ BIAS_ANCHOR = "metric-bias"
 SANITY_ANCHOR = "sanity-checks"
 
 
+def _E(x, limit: int = 100) -> str:
+    from harness.leaderboard import md_escape
+
+    return md_escape(x, limit)
+
+
+def _C(x, limit: int = 100) -> str:
+    from harness.leaderboard import md_code
+
+    return md_code(x, limit)
+
+
+def _num(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
 def _f(x, nd: int = 3) -> str:
-    return "" if x is None else f"{x:.{nd}f}"
+    return f"{x:.{nd}f}" if _num(x) else ""
 
 
 def _records(b) -> list[Any]:
@@ -54,12 +73,12 @@ def board_notes(b) -> list[str]:
              "words the same way."]
     for op, ms in sorted(by_op.items()):
         same = sorted(n for n, o in ops.items() if o == op)
-        L.append(f"- removal `{op}` ({', '.join(f'`{m}`' for m in ms)}): explainers removing words the same way: "
-                 + (", ".join(same) if same else "none on this board"))
+        L.append(f"- removal {_C(op)} ({', '.join(_C(m) for m in ms)}): explainers removing words the same way: "
+                 + (", ".join(_E(n) for n in same) if same else "none on this board"))
     mat = bias_matrix(b.task, b.model, _records(b))
     if mat is not None:
         k = sum(f.consistent_with_bias for f in mat.flips)
-        L.append(f"- **bias flag**: Deletion (`{mat.delete_operator}`) and Deletion_BERT (`{mat.mlm_operator}`) order "
+        L.append(f"- **bias flag**: Deletion ({_C(mat.delete_operator)}) and Deletion_BERT ({_C(mat.mlm_operator)}) order "
                  f"{len(mat.flips)} pair(s) of explainers oppositely, {k} of them with each metric's winner removing "
                  f"words the metric's way; see [Metric bias](#{BIAS_ANCHOR}).")
     return L
@@ -77,11 +96,11 @@ def _bias_section(boards) -> list[str]:
          "Deletion_BERT; the \"bias\" column names the metric(s) whose winner in the pair removes words the "
          "way that metric does (\"both\": paper 003's finding)."]
     for m in mats:
-        L += ["", f"### {m.task} on {m.model}", "",
+        L += ["", f"### {_E(m.task)} on {_E(m.model)}", "",
               "| submission | removes by | Deletion AUC ↓ | rank | Deletion_BERT AUC ↓ | rank | rank change (BERT - Deletion) |",
               "|---|---|---:|---:|---:|---:|---:|"]
         for r in m.rows:
-            L.append(f"| {r['submission']} | {r['operator'] or 'none'} | {r['deletion_auc']:.4f} | "
+            L.append(f"| {_E(r['submission'])} | {_E(r['operator'] or 'none')} | {r['deletion_auc']:.4f} | "
                      f"{r['deletion_rank']} | {r['deletion_bert_auc']:.4f} | {r['deletion_bert_rank']} | "
                      f"{r['rank_shift']:+d} |")
         L += ["", f"{len(m.flips)} flipped pair(s), {sum(f.consistent_with_bias for f in m.flips)} consistent with "
@@ -90,10 +109,22 @@ def _bias_section(boards) -> list[str]:
             L += ["| better under Deletion | better under Deletion_BERT | Deletion AUC (a / b) | "
                   "Deletion_BERT AUC (a / b) | shared operators | bias |", "|---|---|---|---|---|---|"]
             for f in m.flips:
-                L.append(f"| {f.a} ({f.a_operator or 'none'}) | {f.b} ({f.b_operator or 'none'}) | "
-                         f"{f.a_delete:.4f} / {f.b_delete:.4f} | {f.a_mlm:.4f} / {f.b_mlm:.4f} | {f.shared} | "
+                L.append(f"| {_E(f.a)} ({_E(f.a_operator or 'none')}) | {_E(f.b)} ({_E(f.b_operator or 'none')}) | "
+                         f"{f.a_delete:.4f} / {f.b_delete:.4f} | {f.a_mlm:.4f} / {f.b_mlm:.4f} | {_shared(f)} | "
                          f"{f.favoured_side} |")
     return L
+
+
+def _shared(f) -> str:
+    """:attr:`Flip.shared` with every record string escaped."""
+    parts = []
+    for name, op, metric, mop in ((f.a, f.a_operator, "Deletion", f.delete_operator),
+                                  (f.b, f.b_operator, "Deletion_BERT", f.mlm_operator)):
+        if op == mop:
+            parts.append(f"{_E(name)} and {metric} both remove by {_C(mop)}")
+        else:
+            parts.append(f"{_E(name)} removes by {_C(op or 'none')}, {metric} by {_C(mop)}")
+    return "; ".join(parts)
 
 
 def _sanity_section(boards) -> list[str]:
@@ -112,7 +143,7 @@ def _sanity_section(boards) -> list[str]:
          "trained with different seeds (higher = more consistent), UIT against the untrained-head model "
          "(lower = better). **insensitive**: the map survives randomizing every block."]
     for b in sb:
-        L += ["", f"### {b.task} on {b.model}", "",
+        L += ["", f"### {_E(b.task)} on {_E(b.model)}", "",
               "| submission | removes by | head sign change ↑ | head magnitude change ↑ | rho repeat | "
               "rho top block ↓ | rho all blocks ↓ | rho independent ↓ | DIT Jaccard@25% ↑ | UIT Jaccard@25% ↓ | "
               "flag | plot |",
@@ -120,6 +151,7 @@ def _sanity_section(boards) -> list[str]:
         first = None
         for r in _records(b):
             summ = (r.tables.get("sanity_summary") or [{}])[0]
+            summ = summ if isinstance(summ, dict) else {}
             if not summ:
                 continue
             first = first or r
@@ -129,7 +161,7 @@ def _sanity_section(boards) -> list[str]:
                 return "" if sc is None else f"{sc.value:.3f}"
 
             flag = "**insensitive**" if summ.get("insensitive") else ""
-            L.append(f"| {r.submission.name} | {explainer_operator(r) or 'none'} | {s('head_sign_change')} | "
+            L.append(f"| {_E(r.submission.name)} | {_E(explainer_operator(r) or 'none')} | {s('head_sign_change')} | "
                      f"{s('head_magnitude_change')} | {s('rho_repeat')} | {s('rho_top_block')} | "
                      f"{s('rho_all_blocks')} | {s('rho_independent_mean')} | {s('dit_jaccard')} | "
                      f"{s('uit_jaccard')} | {flag} | [png]({plot_path(b.task, b.model, r.submission.name)}) |")
@@ -143,10 +175,11 @@ def _sanity_section(boards) -> list[str]:
                   "| masked LM | words | exact match | exact match (gold words) | top-1 likelihood (exact) | "
                   "top-1 likelihood (all) | status |", "|---|---:|---:|---:|---:|---:|---|"]
             for row in mlm:
-                L.append(f"| {row.get('masked_lm', '')} | {int(row.get('n_words', 0) or 0)} | "
+                nw = row.get("n_words", 0)
+                L.append(f"| {_E(row.get('masked_lm', ''))} | {int(nw) if _num(nw) else 0} | "
                          f"{_f(row.get('exact_match'))} | {_f(row.get('exact_match_gold'))} | "
                          f"{_f(row.get('top1_likelihood_exact'))} | {_f(row.get('top1_likelihood_all'))} | "
-                         f"{row.get('status', '')} |")
+                         f"{_E(row.get('status', ''))} |")
         behaviour = first.tables.get("sanity_variants") or []
         if behaviour:
             L += ["", "Model variants on the scored inputs (explainer-independent): share of inputs whose predicted "
@@ -155,12 +188,13 @@ def _sanity_section(boards) -> list[str]:
                       "output-based explainers (LIME, SHAP, LOO) little to react to.", "",
                   "| variant | what is changed | prediction agreement | mean p(target) |", "|---|---|---:|---:|"]
             for row in behaviour:
-                L.append(f"| {row['variant']} | {row['label']} | {_f(row.get('prediction_agreement'))} | "
+                L.append(f"| {_E(row.get('variant', ''))} | {_E(row.get('label', ''), 200)} | {_f(row.get('prediction_agreement'))} | "
                          f"{_f(row.get('p_target_mean'))} |")
         models = first.tables.get("sanity_models") or []
         if models:
             L += ["", "Models compared for DIT/UIT: " + "; ".join(
-                f"{m['model']} (seed {m['seed']}, dev accuracy {m['dev_accuracy']:.4f}, hash {m['model_hash']})"
+                f"{_E(m.get('model', ''))} (seed {_E(m.get('seed', ''))}, dev accuracy {_f(m.get('dev_accuracy'), 4)}, "
+                f"hash {_E(m.get('model_hash', ''))})"
                 for m in models) + "; untrained = the reference model with its fully connected layers on top of "
                 "the encoder re-initialised."]
     return L
