@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 from typing import Iterable
 
-from harness.leaderboard import OVERALL_RULE, Board, _metric_names, overall, ranking_boards
+from harness.leaderboard import OVERALL_RULE, Board, _metric_names, cost_mark, cpu_ms, overall, ranking_boards
 from harness.records import ResultRecord
 
 INDEX = "index.html"
@@ -205,7 +205,10 @@ def _board_panel(b: Board, plots: list[tuple[str, str, str]], res: str = "result
     heads += [_th("ms/ex<br><small>p50</small>", title="wall time per example, median (batch time / batch size)",
                   cls="sep"),
               _th("ms/ex<br><small>p95</small>", title="wall time per example, 95th percentile"),
-              _th("fwd/ex", title="classifier sequences forwarded per example"),
+              _th("CPU ms/ex", title="user + system CPU time per example (sandboxed runs: measured by the harness "
+                                     "from outside the worker)"),
+              _th("fwd/ex", title="classifier sequences forwarded per example; * self-reported by the worker, "
+                                  "! below the submission's declared [passes]"),
               _th("bwd/ex", title="classifier sequences back-propagated per example"),
               _th("mlm/ex", title="masked-LM sequences per example"),
               _th("peak RSS<br><small>MB</small>", title="peak resident memory"),
@@ -223,9 +226,10 @@ def _board_panel(b: Board, plots: list[tuple[str, str, str]], res: str = "result
         t, c = r.timing, r.cost
         cells += [_td(f"{t.per_example_p50_s * 1000:.2f}", href, repr(t.per_example_p50_s), "num sep"),
                   _td(f"{t.per_example_p95_s * 1000:.2f}", href, repr(t.per_example_p95_s), "num"),
-                  _td(f"{c.forward_per_example:.1f}", href, repr(c.forward_per_example), "num"),
-                  _td(f"{c.backward_per_example:.1f}", href, repr(c.backward_per_example), "num"),
-                  _td(f"{c.mlm_per_example:.1f}", href, repr(c.mlm_per_example), "num"),
+                  _td(cpu_ms(r), href, repr(t.cpu_total_s or 0.0), "num"),
+                  _td(f"{c.forward_per_example:.1f}{cost_mark(r)}", href, repr(c.forward_per_example), "num"),
+                  _td(f"{c.backward_per_example:.1f}{cost_mark(r)}", href, repr(c.backward_per_example), "num"),
+                  _td(f"{c.mlm_per_example:.1f}{cost_mark(r)}", href, repr(c.mlm_per_example), "num"),
                   _td(f"{r.memory.peak_rss_mb:.0f}", href, repr(r.memory.peak_rss_mb), "num"),
                   _td(_e(t.device), href, t.device, "muted"),
                   _td("json", href, rel, "link")]

@@ -669,10 +669,6 @@ def submission_files(path: Path) -> dict[str, bytes]:
     return out
 
 
-def _num(x) -> float:
-    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else 0.0
-
-
 class IsolatedExplainer:
     """Proxy with the explainer protocol: every ``explain`` runs in the worker."""
 

@@ -228,6 +228,20 @@ def _metric_names(b: Board) -> list[str]:
     return [b.main_metric] + [m for m in names if m != b.main_metric]
 
 
+def cost_mark(r) -> str:
+    """``*``: pass counts self-reported by the worker; ``!``: below the declared ``[passes]``."""
+    if not getattr(r.cost, "self_reported", False):
+        return ""
+    return "!" if str(r.cost.pass_check or "").startswith("inconsistent") else "*"
+
+
+def cpu_ms(r) -> str:
+    """CPU milliseconds per example, or an empty cell for records without the figure."""
+    cpu = getattr(r.timing, "cpu_total_s", None)
+    n = r.task.n_examples or 1
+    return "" if cpu is None else f"{cpu / n * 1000:.2f}"
+
+
 def render_markdown(boards: list[Board], n_records: int, skipped: list[tuple[str, str]] = ()) -> str:
     """The Markdown board; every record string goes through :func:`md_escape` / :func:`md_code`."""
     E = md_escape
@@ -235,8 +249,11 @@ def render_markdown(boards: list[Board], n_records: int, skipped: list[tuple[str
          f"Built from {n_records} result records in `leaderboard/results/` by `attriboard leaderboard`; "
          "do not edit by hand.", "",
          "Scores are means over the evaluated examples with percentile-bootstrap 95% confidence intervals "
-         "(1,000 resamples). Time is wall time per example (batch time / batch size); fwd/ex and bwd/ex are "
-         "classifier sequences forwarded / back-propagated per example, mlm/ex masked-LM sequences per example.", ""]
+         "(1,000 resamples). Time is wall time per example (batch time / batch size) and CPU ms/example the "
+         "user + system CPU time per example; in sandboxed runs both and peak RSS are measured by the harness "
+         "from outside the worker (docs/SECURITY.md). fwd/ex and bwd/ex are classifier sequences forwarded / "
+         "back-propagated per example, mlm/ex masked-LM sequences per example: marked `*` where the worker "
+         "reported them itself (self-reported; `!` when they fall below the submission's declared `[passes]`).", ""]
     if skipped:
         L += [f"Skipped {len(skipped)} result file(s) that are not valid records: "
               + ", ".join(E(rel, 200) for rel, _ in skipped) + " (reasons in the build log).", ""]
@@ -258,18 +275,19 @@ def render_markdown(boards: list[Board], n_records: int, skipped: list[tuple[str
                           if m in r.scores and "operator" in r.scores[m].params})
             op = f" (operator {E('/'.join(ops), 100)})" if ops else ""
             heads.append(f"{E(m, 100)}{op} {'↑' if hib else '↓'} [95% CI]")
-        heads += ["ms/example p50", "ms/example p95", "fwd/ex", "bwd/ex", "mlm/ex", "peak RSS MB", "truncated",
-                  "device", "record"]
+        heads += ["ms/example p50", "ms/example p95", "CPU ms/example", "fwd/ex", "bwd/ex", "mlm/ex", "peak RSS MB",
+                  "truncated", "device", "record"]
         L.append("| " + " | ".join(heads) + " |")
-        L.append("|" + "|".join(["---:"] + ["---"] * 2 + ["---"] * len(metrics) + ["---:"] * 7 + ["---", "---"]) + "|")
+        L.append("|" + "|".join(["---:"] + ["---"] * 2 + ["---"] * len(metrics) + ["---:"] * 8 + ["---", "---"]) + "|")
         for rank, r, rel in b.ranked:
             cells = [str(rank), E(r.submission.name, 100), E(r.submission.version, 40)]
             for m in metrics:
                 s = r.scores.get(m)
                 cells.append("" if s is None else f"{s.value:.3f} [{s.ci_low:.3f}, {s.ci_high:.3f}]")
-            cells += [_ms(r.timing.per_example_p50_s), _ms(r.timing.per_example_p95_s),
-                      f"{r.cost.forward_per_example:.1f}", f"{r.cost.backward_per_example:.1f}",
-                      f"{r.cost.mlm_per_example:.1f}", f"{r.memory.peak_rss_mb:.0f}", f"{r.truncation.n_truncated}/{r.truncation.n_inputs}",
+            mark = cost_mark(r)
+            cells += [_ms(r.timing.per_example_p50_s), _ms(r.timing.per_example_p95_s), cpu_ms(r),
+                      f"{r.cost.forward_per_example:.1f}{mark}", f"{r.cost.backward_per_example:.1f}{mark}",
+                      f"{r.cost.mlm_per_example:.1f}{mark}", f"{r.memory.peak_rss_mb:.0f}", f"{r.truncation.n_truncated}/{r.truncation.n_inputs}",
                       E(r.timing.device, 60), f"[json](results/{md_link_target(rel)})"]
             L.append("| " + " | ".join(cells) + " |")
         L += _render_metric_params(b, metrics)
@@ -374,6 +392,9 @@ def table_rows(boards: list[Board]) -> list[dict]:
                         "forward_per_example": round(r.cost.forward_per_example, 3),
                         "backward_per_example": round(r.cost.backward_per_example, 3),
                         "mlm_per_example": round(r.cost.mlm_per_example, 3),
+                        "cpu_s_total": None if r.timing.cpu_total_s is None else round(r.timing.cpu_total_s, 6),
+                        "measured_by": r.timing.measured_by, "passes_self_reported": r.cost.self_reported,
+                        "pass_check": r.cost.pass_check,
                         "peak_rss_mb": round(r.memory.peak_rss_mb, 1), "device": r.timing.device,
                         "n_truncated": r.truncation.n_truncated, "record": f"results/{rel}"})
             rows.append(row)
