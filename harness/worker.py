@@ -1,30 +1,29 @@
 """The submission worker: one sandboxed process that runs one submission's explainer.
 
-Forked by :mod:`harness.isolation` from a clean fork server (:func:`forked_main`), or run
-standalone as ``python -m harness.worker CONFIG_JSON`` (:func:`main`); the harness process
-itself never runs this.  In order, before any submission code runs:
+Forked by :mod:`harness.forkserver` (:func:`forked_main`: only its channel, fds 3 and 4,
+and its output pipe, fds 1 and 2, are open), or run standalone as
+``python -m harness.worker CONFIG_JSON`` (:func:`main`); the harness process itself never
+runs this.  In order, before any submission code runs (docs/SECURITY.md):
 
-1. **Namespaces** (Linux, where unprivileged user namespaces work): new user, mount, network
-   and PID namespaces.  The process forks; the child is PID 1 of the new PID namespace (when
-   it exits the kernel kills every process left in it, so children cannot outlive it), has
-   no network (only a loopback that is down), sees a fresh ``/proc`` (no harness process to
-   read), sees the repository read-only and the hidden paths (task sources, results,
-   caches, data folders, the secret file) as empty read-only folders.  The outer process
-   only waits and passes the child's exit status on.
-2. **Limits**: ``RLIMIT_CORE`` 0, ``RLIMIT_FSIZE`` (files it may write), ``RLIMIT_AS``
-   (address space; CPU runs only, CUDA needs a large address space).
-3. **Imports** (:data:`PRELOAD`: torch, transformers, the harness's explainer helpers; the
-   fork server has done them already), the same in every worker, then ``ready``.
-4. **Guard** (:class:`Guard`, a ``sys.addaudithook`` hook plus an import blocker): refuses
-   opening hidden paths, writing outside the worker's temporary folder, importing the
-   modules that hold or score gold data (``tasks``, ``harness.runner``, ``harness.task``,
-   the metric modules, ...), sockets, process creation, signals to other processes, and
-   records every refusal; a call during which anything was refused fails with stage
-   ``sandbox`` even when the submission caught the error.
+1. **Namespaces and an own root** (:func:`enter_namespaces`): new user, mount, network and
+   PID namespaces; the worker is PID 1 of its PID namespace (when it exits the kernel kills
+   every process left in it).  It pivots into a root of its own holding, read-only, only the
+   system, the Python installation and the ``harness``/``submissions`` packages, with a
+   read-only ``/proc``, a minimal ``/dev`` and private tmpfs ``/tmp`` (its scratch space,
+   where the submission's files are written) and ``/dev/shm``.  When the harness is root it
+   then becomes :data:`SANDBOX_UID`.  The two processes above it only wait.
+2. **Limits**: ``RLIMIT_CORE`` 0, ``RLIMIT_FSIZE``, ``RLIMIT_AS`` (CPU runs), ``RLIMIT_NPROC``.
+3. **Privileges** (:mod:`harness.confine`): no capabilities, ``no_new_privs``, seccomp.
+4. **Imports** (:data:`PRELOAD`; the fork server has done them already), then ``ready``.
+5. **Guard** (:class:`Guard`, a second line: an audit hook plus an import blocker): refuses
+   opening hidden paths, writing outside the scratch space, importing the modules that hold
+   or score gold data, sockets, process creation, signals to other processes, and records
+   every refusal; a call during which anything was refused fails with stage ``sandbox``.
 
 Protocol: the parent sends pickled messages (trusted direction); the worker answers with a
-JSON header followed by ``.npy`` frames (``allow_pickle=False``), so nothing the submission
-controls is ever unpickled by the harness.
+JSON header followed by ``.npy`` frames, which the parent checks against a strict schema
+(:mod:`harness.replies`) before use: nothing the submission controls is unpickled or
+believed by the harness.
 """
 
 from __future__ import annotations
@@ -141,6 +140,8 @@ def enter_namespaces(cfg: dict) -> list[str]:
     inside -> :data:`SANDBOX_UID`); W1 forks W2, PID 1 of the new PID namespace (when it
     exits the kernel kills everything left in it), which builds its root and returns."""
     libc = _libc()
+    if not cfg.get("root_dir") or not cfg.get("repo"):
+        raise OSError(22, "the worker config names no root_dir/repo for its own root")
     uid, gid = os.getuid(), os.getgid()
     as_root = os.geteuid() == 0
     up_r, up_w = os.pipe()
