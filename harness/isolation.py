@@ -311,7 +311,7 @@ class WorkerProcess:
                "max_processes": s.max_processes, "scratch_mb": s.scratch_mb, "seccomp": s.seccomp,
                "device_type": self.device_type, "preload": self.preload,
                "extra_readonly": [mpl] if mpl != self.tmpdir else []}
-        self.guard_cfg = {"hidden": hidden, "writable": [self.tmpdir, "/dev/null", "/dev/shm"],
+        self.guard_cfg = {"hidden": hidden, "writable": [self.tmpdir, "/dev/null"],
                           "protected": [str(REPO_ROOT), *hidden], "exempt": [str(REPO_ROOT / ".venv")]}
         env = {k: v for k, v in os.environ.items()
                if k in ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
@@ -486,9 +486,9 @@ class WorkerProcess:
                 return
             rss = 0
             procs = self._procs()
-            for p in procs:
-                try:
-                    rss += p.memory_info().rss
+            for i, p in enumerate(procs):
+                try:  # the worker's RSS, plus only the unique memory of what it forked (no COW double count)
+                    rss += p.memory_info().rss if i == 0 else p.memory_full_info().uss
                 except psutil.Error:
                     pass
             mb = rss / 2**20

@@ -230,6 +230,8 @@ def open_explainer(sub: Submission, ctx: "TaskContext", config: RunConfig):
 
     settings = dataclasses.replace(config.isolation_settings or IsolationSettings(),
                                    hidden_paths=_hidden_paths(ctx, config))
+    if config.secret is not None and settings.namespaces == "auto":
+        settings = dataclasses.replace(settings, namespaces="on")  # an official run never runs half-confined
     cm = open_isolated(sub, settings, bundle=ctx.ref.bundle)
     try:
         explainer = cm.__enter__()

@@ -630,7 +630,9 @@ class Worker:
                 return
             if kind == "load":
                 g = dict(msg[1]["guard"])
-                g["writable"] = [*g["writable"], self.cfg.get("scratch", SCRATCH)]
+                # its scratch space, and /dev/shm only where it is the worker's own (namespaces)
+                g["writable"] = [*g["writable"], self.cfg.get("scratch", SCRATCH),
+                                 *(["/dev/shm"] if self.cfg.get("scratch") == SCRATCH else [])]
                 self.guard = Guard(**g)
                 self.guard.install()
                 self.chan.send(self.load(msg[1]))
