@@ -2,9 +2,10 @@
 
 With a secret (``attriboard run --secret-seed-file FILE`` or ``$ATTRIBOARD_SECRET_SEED``):
 
-- tasks that support it (``use_secret``; T1 ``planted_sst``) draw their planted vocabulary
-  from the secret instead of the public default, so no explainer can special-case
-  "positive"/"negative";
+- tasks that support it (``use_secret``; T1 ``planted_sst``) draw their planted words (and
+  distractors) from :func:`secret_vocabulary`, thousands of pseudo-words that the secret
+  itself generates, instead of the public default, so no explainer can special-case
+  "positive"/"negative" nor recompute the candidates from the code;
 - ``--hidden-subset N`` evaluates N examples drawn with the secret from the task's pool;
 - every data hash that could be brute-forced back to the secret words is keyed with the
   secret (HMAC), and records carry only :func:`commitment` (a SHA-256 of the secret) and flags.
@@ -56,6 +57,50 @@ def commitment(secret: str) -> str:
 def derived_seed(secret: str, purpose: str) -> int:
     """A 64-bit seed for ``purpose`` (e.g. ``"planted_sst/vocabulary"``), unpredictable without the secret."""
     return int.from_bytes(hmac.new(secret.encode(), purpose.encode(), hashlib.sha256).digest()[:8], "little")
+
+
+#: Syllable alphabet of :func:`secret_vocabulary`: a word is three onset+vowel syllables and a
+#: coda (22 * 5 per syllable, 8 codas: about 10.6 million words, all at least 6 letters).
+_ONSETS = ("b", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z",
+           "br", "dr", "gl", "kr", "pl", "st", "tr")
+_VOWELS = ("a", "e", "i", "o", "u")
+_CODAS = ("", "", "", "n", "r", "s", "l", "k")
+#: Never secret words, whatever the corpus: the public planted words, common English stop
+#: words, and common English words the syllable alphabet can spell.  A task also passes its
+#: corpus words as ``exclude`` (the filter that matters: no secret word occurs in the data).
+COMMON_WORDS = frozenset("""
+    positive negative a an the and or but not no of to in on at by for with from as is are was
+    were be been it this that these those he she they we you i me my our your his her their
+    banana potato tomato domino kimono salami safari bikini pajama general natural several
+    mineral liberal federal funeral numeral decimal minimal nominal
+""".split())
+
+
+def pseudo_word(secret: str, purpose: str, index: int) -> str:
+    """Word ``index`` of ``purpose``: pronounceable letters drawn from HMAC-SHA256(secret,
+    purpose/index), unpredictable without the secret."""
+    d = hmac.new(secret.encode(), f"{purpose}/{index}".encode(), hashlib.sha256).digest()
+    syllables = [_ONSETS[d[2 * k] % len(_ONSETS)] + _VOWELS[d[2 * k + 1] % len(_VOWELS)] for k in range(3)]
+    return "".join(syllables) + _CODAS[d[6] % len(_CODAS)]
+
+
+def secret_vocabulary(secret: str, n: int = 4096, exclude=(), purpose: str = "vocabulary") -> list[str]:
+    """``n`` distinct pseudo-words generated with the secret (:func:`pseudo_word` for index 0, 1, ...),
+    skipping any word in ``exclude`` (a task passes its corpus words) or :data:`COMMON_WORDS`.
+
+    No list of candidates exists in the code: without the secret the vocabulary, and so the
+    planted words a task draws from it, cannot be recomputed.  Deterministic in its arguments."""
+    skip = {w.lower() for w in exclude} | COMMON_WORDS
+    words: dict[str, None] = {}
+    index = 0
+    while len(words) < n:
+        w = pseudo_word(secret, purpose, index)
+        index += 1
+        if w not in skip:
+            words.setdefault(w)
+        if index > 100 * n + 1000:
+            raise ValueError(f"could not generate {n} secret words (too many excluded)")
+    return list(words)
 
 
 def keyed_hash(secret: str, value: str) -> str:

@@ -16,6 +16,16 @@ Variants (task parameters): planted word position (``end``, ``start``, ``random`
 planted vocabulary, and correlation strength (only a share ``correlation`` of examples
 carry a planted word; the others keep their random label and are not scored).
 
+Official runs (``--secret-seed-file``, :meth:`PlantedSST.use_secret`): four words are drawn
+with the secret from :func:`harness.official.secret_vocabulary` (4096 pseudo-words that the
+secret generates, none of them a corpus word): two planted words (one per label) and two
+distractors.  Every sentence carries one distractor (either, at random, independent of the
+label) next to its planted word: with ``end``/``start`` the two secret words take the last/first
+two places in a random order; with ``random`` each goes to its own random place.  So in the
+scored examples each of the four words is in about half of the sentences, each sentence has
+one word of each pair, and neither counting words nor their places tells the planted pair
+from the distractor pair; only the model does.
+
 Metrics: ``gt_overlap`` (main) and ``mean_rank_pct``; with ``bias_metrics`` (default) also
 ``deletion_auc`` (removal ``delete``) and ``deletion_bert_auc`` (removal ``mlm``, needs the run's
 masked LM), the two metrics of the T5 bias matrix (:mod:`harness.sanity.bias`, docs/SANITY.md).
@@ -31,6 +41,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -40,27 +51,9 @@ from harness.models import ModelRecipe, recipe_from
 from harness.protocols import Example
 from harness.sanity.bias import DELETION, DELETION_BERT, deletion_metric_params
 from harness.task import DatasetRef, PreparedTask, Task, TaskSpec, hash_prepared, register_task
-from tasks.sentiment_corpus import generate_corpus
+from tasks.sentiment_corpus import corpus_vocabulary, generate_corpus
 
 log = logging.getLogger(__name__)
-
-#: Official runs (``--secret-seed-file``, :mod:`harness.official`) draw the two planted words
-#: from this list with the secret instead of using "negative"/"positive" (words that occur in
-#: the task's own sentences are skipped).  Every other word of the list is inserted once into
-#: every sentence as a distractor, so neither the tokenizer's vocabulary nor "the one listed
-#: word in the sentence" gives the planted word away.
-SECRET_VOCABULARY = (
-    "apple", "anchor", "badger", "banjo", "barrel", "beacon", "biscuit", "blanket", "bottle", "bucket",
-    "cabin", "candle", "canyon", "carpet", "castle", "cedar", "chimney", "cobalt", "comet", "copper",
-    "cottage", "crayon", "cricket", "dolphin", "donkey", "dragon", "falcon", "feather", "ferry", "fiddle",
-    "garden", "garlic", "glacier", "goblet", "granite", "gravel", "hammer", "harbor", "helmet", "hermit",
-    "island", "jacket", "jaguar", "kettle", "ladder", "lantern", "lemon", "lizard", "lobster", "magnet",
-    "mango", "marble", "meadow", "mirror", "mitten", "monkey", "mustard", "napkin", "needle", "oyster",
-    "paddle", "parrot", "pebble", "pepper", "pillow", "pirate", "planet", "pocket", "pony", "puddle",
-    "quartz", "rabbit", "raisin", "ribbon", "rocket", "saddle", "salmon", "sandal", "saucer", "shovel",
-    "silver", "spider", "sponge", "squirrel", "teapot", "thimble", "tiger", "timber", "tractor", "tulip",
-    "tunnel", "turnip", "velvet", "violin", "walnut", "walrus", "wagon", "willow", "window", "zebra",
-)
 
 VERSION = "1.1"  # 1.1: Deletion / Deletion_BERT AUC beside the ground-truth metrics (T5 bias matrix)
 GLUE_REVISION = "bcdcba79d07bc864c1c254ccfcedcce55bcc9a8c"  # hub revision of nyu-mll/glue
@@ -137,9 +130,10 @@ class PlantedSST(Task):
 
     # -- official runs ------------------------------------------------------------------
     def use_secret(self, secret: str) -> None:
-        """Draw the planted words (and distractors) from :data:`SECRET_VOCABULARY` with
-        ``secret``.  The spec records only that this happened and a commitment, never the
-        words (a spec or data hash over them could be inverted by trying all pairs)."""
+        """Draw the planted words and the distractors from the secret's own vocabulary
+        (:func:`harness.official.secret_vocabulary`).  The spec records only that this happened
+        and a commitment, never the words (a spec or data hash over them could be matched
+        against guesses)."""
         from harness.official import commitment
 
         self._secret = secret
@@ -148,18 +142,22 @@ class PlantedSST(Task):
         self.spec = self.spec.model_copy(update={"params": params})
 
     def _vocabulary(self, rows) -> tuple[list[str], list[str]]:
-        """(planted words [for label 0, label 1], distractor words)."""
+        """(planted words [for label 0, label 1], distractor words): the public planted words
+        and no distractors, or with a secret two planted words and two distractors drawn from
+        the secret vocabulary, which excludes every word of ``rows`` (and of the generator)."""
         p = self.spec.params
         if self._secret is None:
             return list(p["planted_words"]), []
-        from harness.official import derived_seed
+        from harness.official import derived_seed, secret_vocabulary
 
         seen = {w.lower() for text, _ in rows for w in text.split()}
-        vocab = [w for w in SECRET_VOCABULARY if w not in seen]
-        rng = np.random.default_rng(derived_seed(self._secret, f"{self.spec.name}/vocabulary"))
-        pick = rng.choice(len(vocab), size=2, replace=False)
-        planted = [vocab[int(i)] for i in pick]
-        return planted, [w for w in vocab if w not in planted]
+        seen |= {re.sub(r"[^a-z]", "", w) for w in seen}  # "it's" -> "its", "film," -> "film"
+        if self.source == "generated":
+            seen |= corpus_vocabulary()
+        vocab = secret_vocabulary(self._secret, exclude=seen, purpose=f"{self.spec.name}/vocabulary")
+        rng = np.random.default_rng(derived_seed(self._secret, f"{self.spec.name}/vocabulary-pick"))
+        a, b, c, d = (vocab[int(i)] for i in rng.choice(len(vocab), size=4, replace=False))
+        return [a, b], [c, d]
 
     # -- data -------------------------------------------------------------------------
     def _raw(self) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
@@ -184,27 +182,41 @@ class PlantedSST(Task):
         """Randomize labels and plant words in a share ``correlation`` of rows.
 
         Returns dicts with words, label and the gold word index (None when nothing was planted).
-        With ``distractors`` (official runs) every row first gets one of them at a random place.
+        With ``distractors`` (official runs) every row also gets one of them, drawn with
+        ``distractor_rng`` independently of the label, placed like the planted word: with
+        ``end``/``start`` the two take the last/first two places in a random order, with
+        ``random`` each its own random place.  ``rng`` is drawn exactly as without distractors.
         """
         p = self.spec.params
         planted_words = planted_words or p["planted_words"]
+        position = p["position"]
         out = []
         for text, _original in rows:
             words = text.split()[: p["max_words"]]
             if not words:
                 continue
+            distractor = None
             if distractors:
-                at = int(distractor_rng.integers(0, len(words) + 1))
-                words = words[:at] + [distractors[int(distractor_rng.integers(0, len(distractors)))]] + words[at:]
+                distractor = distractors[int(distractor_rng.integers(0, len(distractors)))]
+                if position == "random":
+                    at = int(distractor_rng.integers(0, len(words) + 1))
+                    words, distractor = words[:at] + [distractor] + words[at:], None
             label = int(rng.integers(0, 2))
             gold = None
             if rng.random() < correlation:
                 token = planted_words[label]
-                pos = {"end": len(words), "start": 0}.get(p["position"])
+                pos = {"end": len(words), "start": 0}.get(position)
                 if pos is None:
                     pos = int(rng.integers(0, len(words) + 1))
-                words = words[:pos] + [token] + words[pos:]
-                gold = pos
+                if distractor is not None:
+                    # the distractor shares the planted word's place (last or first two), in a random order
+                    first = bool(distractor_rng.integers(0, 2))
+                    pair = [distractor, token] if first else [token, distractor]
+                    words, gold = words[:pos] + pair + words[pos:], pos + int(first)
+                else:
+                    words, gold = words[:pos] + [token] + words[pos:], pos
+            elif distractor is not None:
+                words = words + [distractor] if position == "end" else [distractor] + words
             out.append({"words": tuple(words), "label": label, "gold": gold})
         return out
 

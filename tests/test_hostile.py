@@ -74,6 +74,8 @@ def _survivors(since: float) -> list[psutil.Process]:
     a worker of this test process: workers, and anything they forked."""
     from harness.isolation import worker_dirs
 
+    from harness import forkserver
+
     dirs = tuple(worker_dirs())
     out = []
     for p in psutil.process_iter(["cwd", "create_time", "status"]):
@@ -81,6 +83,13 @@ def _survivors(since: float) -> list[psutil.Process]:
         if dirs and cwd.startswith(dirs) and p.info["create_time"] >= since - 1 \
                 and p.info["status"] != psutil.STATUS_ZOMBIE:
             out.append(p)
+    # and every process below a fork server (workers live in their own root: their cwd is not ours)
+    for pid in forkserver.server_pids():
+        try:
+            kids = psutil.Process(pid).children(recursive=True)
+        except psutil.Error:
+            continue
+        out += [k for k in kids if k not in out and k.status() != psutil.STATUS_ZOMBIE]
     return out
 
 
@@ -143,7 +152,12 @@ def test_isolated_results_equal_in_process_results(runs, small_ctx, tmp_path, ca
                                RunConfig(results_dir=tmp_path, cache_dir=cache_dir, batch_size=8, force=True))
         assert local.isolation.mode == "none"
         assert local.per_example == isolated[name].per_example, name
-        assert local.cost == isolated[name].cost, name  # passes counted in the worker, added here
+        # the same passes, counted in the worker (self-reported there, counted here in process)
+        iso = isolated[name].cost
+        assert local.cost.model_dump(exclude={"self_reported"}) == iso.model_dump(exclude={"self_reported"}), name
+        assert iso.self_reported and not local.cost.self_reported
+        assert isolated[name].timing.measured_by == "harness" and local.timing.measured_by == "in-process"
+        assert isolated[name].timing.cpu_total_s > 0
 
 
 def test_in_process_runs_are_gameable_which_is_why_workers_exist(small_ctx, tmp_path, cache_dir):
@@ -237,11 +251,12 @@ def test_secret_planted_words_are_hidden_from_explainers_and_records(tmp_path, c
     spec_json = secret_task.spec.model_dump_json()
     assert not any(w in spec_json for w in planted) and SECRET not in spec_json
     assert data.data_hash != pub.data_hash
-    # the planted word is not the only vocabulary word in a sentence: each carries a distractor
-    from tasks.planted_sst import SECRET_VOCABULARY
+    # the planted word is not the only new word in a sentence: each carries a distractor
+    # (tests/test_official.py: the secret vocabulary, frequency analysis)
+    from tasks.sentiment_corpus import corpus_vocabulary
 
     for e in data.examples[:10]:
-        assert sum(w in SECRET_VOCABULARY for w in e.segments[0]) == 2
+        assert sum(w not in corpus_vocabulary() for w in e.segments[0]) == 2
     # regenerating the task from its public code gives other sentences: no gold to copy
     assert not {e.segments for e in data.examples} & {e.segments for e in pub.examples}
 
