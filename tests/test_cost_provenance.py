@@ -1,0 +1,63 @@
+"""Cost figures: measured by the harness from outside the worker, pass counts self-reported
+and cross-checked against a submission's declared [passes] (docs/SECURITY.md)."""
+
+import pytest
+
+from harness.isolation import IsolationSettings
+from harness.leaderboard import build
+from harness.records import ResultRecord
+from harness.runner import RunConfig, run_grid
+from harness.submission import SubmissionError, eval_passes, load_submission, resolve
+from harness.task import get_task
+
+from conftest import FIXTURES, SMALL_TASK
+
+
+def test_pass_expressions_are_arithmetic_only():
+    assert eval_passes("n_words + 1", {"n_words": 7}) == 8
+    assert eval_passes("max(n_steps, 2) * 2 // 3", {"n_steps": 5}) == 3
+    for bad in ("__import__('os')", "n_words.real", "[1][0]", "lambda: 1", "n_words ** 99999", "x if 1 else 2"):
+        with pytest.raises(ValueError):
+            eval_passes(bad, {"n_words": 1})
+    with pytest.raises(ValueError, match="unknown name"):
+        eval_passes("n_steps", {})
+
+
+def test_declared_passes_are_validated_at_load(tmp_path):
+    d = tmp_path / "s"
+    d.mkdir()
+    toml = (FIXTURES / "submissions" / "hostile_forged_figures_declared" / "submission.toml").read_text()
+    (d / "explainer.py").write_text("")
+    (d / "submission.toml").write_text(toml.replace('forward = "n_words + 1"', 'forward = "open(1)"'))
+    with pytest.raises(SubmissionError, match="passes"):
+        load_submission(d)
+    (d / "submission.toml").write_text(toml.replace('forward = "n_words + 1"', 'gpu = "1"'))
+    with pytest.raises(SubmissionError, match="unknown count"):
+        load_submission(d)
+
+
+def test_measured_figures_and_the_pass_check(tmp_path, cache_dir):
+    subs = [resolve("leave_one_out"), resolve("random"),
+            load_submission(FIXTURES / "submissions" / "hostile_forged_figures_declared")]
+    cfg = RunConfig(results_dir=tmp_path / "results", cache_dir=cache_dir, isolation="process", batch_size=8,
+                    isolation_settings=IsolationSettings(timeout_s=60, memory_mb=3000))
+    summary = run_grid([get_task("planted_sst", **SMALL_TASK)], subs, cfg)
+    recs = {r.submission.name: r for r in map(ResultRecord.read, summary.written)}
+    loo, rnd, forged = recs["leave_one_out"], recs["random"], recs["hostile_forged_figures_declared"]
+    for r in (loo, rnd, forged):
+        assert r.status == "ok"
+        assert r.timing.measured_by == "harness" and r.timing.cpu_total_s is not None
+        assert r.timing.self_reported_total_s is not None
+        assert r.cost.self_reported and r.memory.scope == "worker" and r.memory.peak_rss_mb > 0
+    assert loo.cost.pass_check == "consistent"
+    assert loo.cost.forward_per_example >= 2  # the input and at least one deletion per example
+    assert rnd.cost.pass_check == "not checked"
+    assert forged.cost.forward_passes == 0 and forged.cost.pass_check.startswith("inconsistent: forward 0 <")
+    assert forged.timing.cpu_total_s > 0  # it did call the model: the CPU it used is measured anyway
+    board = tmp_path / "board"
+    build(tmp_path / "results", board)
+    md = (board / "LEADERBOARD.md").read_text()
+    rows = [line for line in md.splitlines() if "| hostile_forged_figures_declared |" in line and "json" in line]
+    assert len(rows) == 1 and "| 0.0! |" in rows[0], rows
+    loo_row = [line for line in md.splitlines() if "| leave_one_out |" in line and "json" in line]
+    assert len(loo_row) == 1 and "* |" in loo_row[0] and "!" not in loo_row[0].split("|")[-6], loo_row
