@@ -137,7 +137,7 @@ def test_check_package_loads_the_entry_point_only_in_a_worker(tmp_path, no_in_pr
     assert sub is not None and sub.name == "side_effect"
     assert not hasattr(builtins, "_attriboard_side_effect_pid")
     assert _submission_modules() == modules
-    assert not any("side_effect" in m for m in sys.modules)
+    assert not any(m.startswith("attriboard_submissions.") and "side_effect" in m for m in sys.modules)
 
     # a class that cannot be constructed, and a missing class, fail the package step with the
     # worker's stage, error type and message
