@@ -84,13 +84,18 @@ class Flip:
 
     @property
     def shared(self) -> str:
+        return self.shared_text()
+
+    def shared_text(self, name=str, code=lambda s: f"`{s}`") -> str:
+        """Which removal operators the two explainers and the two metrics share; ``name`` and
+        ``code`` render a submission name and an operator (the board escapes them)."""
         parts = []
-        for name, op, metric, mop in ((self.a, self.a_operator, "Deletion", self.delete_operator),
-                                      (self.b, self.b_operator, "Deletion_BERT", self.mlm_operator)):
+        for sub, op, metric, mop in ((self.a, self.a_operator, "Deletion", self.delete_operator),
+                                     (self.b, self.b_operator, "Deletion_BERT", self.mlm_operator)):
             if op == mop:
-                parts.append(f"{name} and {metric} both remove by `{mop}`")
+                parts.append(f"{name(sub)} and {metric} both remove by {code(mop)}")
             else:
-                parts.append(f"{name} removes by `{op or 'none'}`, {metric} by `{mop}`")
+                parts.append(f"{name(sub)} removes by {code(op or 'none')}, {metric} by {code(mop)}")
         return "; ".join(parts)
 
 

@@ -117,14 +117,7 @@ def _bias_section(boards) -> list[str]:
 
 def _shared(f) -> str:
     """:attr:`Flip.shared` with every record string escaped."""
-    parts = []
-    for name, op, metric, mop in ((f.a, f.a_operator, "Deletion", f.delete_operator),
-                                  (f.b, f.b_operator, "Deletion_BERT", f.mlm_operator)):
-        if op == mop:
-            parts.append(f"{_E(name)} and {metric} both remove by {_C(mop)}")
-        else:
-            parts.append(f"{_E(name)} removes by {_C(op or 'none')}, {metric} by {_C(mop)}")
-    return "; ".join(parts)
+    return f.shared_text(_E, _C)
 
 
 def _sanity_section(boards) -> list[str]:
