@@ -207,6 +207,11 @@ def _build_root(libc, cfg: dict, as_root: bool) -> list[str]:
     owner = "uid=1,gid=1," if as_root else ""
     _mount(libc, None, "/", None, MS_REC | MS_PRIVATE)
     _mount(libc, "tmpfs", new, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+    scratch_mb = int(cfg.get("scratch_mb", 256))
+    # the scratch space first: an allowed path under /tmp (a checkout or virtualenv there) is
+    # then bound inside it (read-only) instead of being hidden by it
+    os.makedirs(new + SCRATCH, exist_ok=True)
+    _mount(libc, "tmpfs", new + SCRATCH, "tmpfs", MS_NOSUID | MS_NODEV, f"size={scratch_mb}m,{owner}mode=0700")
     failed = 0
     for p in _allowed_paths(cfg):
         dst = new + p
@@ -242,11 +247,8 @@ def _build_root(libc, cfg: dict, as_root: bool) -> list[str]:
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
                          ("stderr", "/proc/self/fd/2")):
         os.symlink(target, f"{dev}/{name}")
-    scratch_mb = int(cfg.get("scratch_mb", 256))
     os.makedirs(dev + "/shm")
     _mount(libc, "tmpfs", dev + "/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, f"size={scratch_mb}m,{owner}mode=0700")
-    os.makedirs(new + SCRATCH, exist_ok=True)
-    _mount(libc, "tmpfs", new + SCRATCH, "tmpfs", MS_NOSUID | MS_NODEV, f"size={scratch_mb}m,{owner}mode=0700")
     os.makedirs(new + "/.oldroot")
     _mount(libc, None, new, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
     from harness.confine import SYSCALLS
