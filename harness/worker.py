@@ -339,6 +339,11 @@ class Guard:
     def _under(path: str, roots) -> bool:
         return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
 
+    def _may_write(self, path: str) -> bool:
+        """Under a writable root and not under a protected one (a checkout under /tmp lies
+        inside the worker's scratch space, yet writing there is still an attempt on it)."""
+        return self._under(path, self.writable) and not self._under(path, self.protected)
+
     def _refuse(self, what: str, record: bool = True):
         if record:
             self.violations.append(f"{what} (at {_caller()})")
@@ -377,13 +382,13 @@ class Guard:
                 (flags or 0) & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND))
             if self._under(path, self.hidden) or self._proc_other(path):
                 self._refuse(f"open({path!r})")
-            if write and not self._under(path, self.writable):
+            if write and not self._may_write(path):
                 self._refuse(f"open({path!r}) for writing",
                              record=self._under(path, self.protected) and not self._under(path, self.exempt))
         elif event in _PATH_EVENTS:
             for i in _PATH_EVENTS[event]:
                 path = self._path(args[i]) if i < len(args) else None
-                if path is not None and not self._under(path, self.writable):
+                if path is not None and not self._may_write(path):
                     self._refuse(f"{event}({path!r})", record=self._under(path, self.protected))
         elif event == "import":
             name = args[0] or ""
