@@ -334,12 +334,16 @@ class WorkerProcess:
         self._skip_depth = 2 if any(x.startswith("namespaces(") for x in self.layers) else 0
 
     def close(self) -> None:
+        exited = False
         if self.proc is not None and self.proc.poll() is None and self._dead_reason is None:
             try:
                 self._call(("close",), 10.0, "closing")
-            except WorkerError:
+                self.proc.wait(timeout=5)  # a clean exit takes its whole namespace with it
+                exited = True
+            except (WorkerError, subprocess.TimeoutExpired):
                 pass
-        self._kill()
+        if not exited:
+            self._kill()
         self._stop.set()
         if self.proc is not None:
             try:
