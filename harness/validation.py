@@ -103,9 +103,11 @@ def _validate(sub, time_budget_s, seed, isolation, stack) -> ValidationReport:
     def instantiate():
         if isolation == "none":
             return sub.instantiate()
-        from harness.isolation import open_explainer
+        from harness.isolation import IsolationSettings, open_explainer
 
-        return stack.enter_context(open_explainer(sub, bundle=bundle))
+        # one call may take at most the suite's whole time budget (not the 30-minute board default)
+        settings = IsolationSettings(timeout_s=max(30.0, float(time_budget_s)))
+        return stack.enter_context(open_explainer(sub, settings, bundle=bundle))
 
     def add(name, ok, msg=""):
         report.checks.append(Check(name, ok, msg))
