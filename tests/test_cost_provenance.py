@@ -61,3 +61,30 @@ def test_measured_figures_and_the_pass_check(tmp_path, cache_dir):
     assert len(rows) == 1 and "| 0.0! |" in rows[0], rows
     loo_row = [line for line in md.splitlines() if "| leave_one_out |" in line and "json" in line]
     assert len(loo_row) == 1 and "* |" in loo_row[0] and "!" not in loo_row[0].split("|")[-6], loo_row
+
+
+def test_a_record_that_cannot_be_built_fails_alone(tmp_path, cache_dir, monkeypatch):
+    """What one submission's run produced cannot be turned into a record (here: a forged
+    infinite peak memory): that submission gets a stage-``record`` error, its cached chunks
+    are dropped, the others are written, and the board is still built."""
+    import harness.runner as runner
+
+    real = runner.run_submission
+
+    def forged(sub, ctx, config):
+        rec = real(sub, ctx, config)
+        if sub.name == "gradient":
+            rec.memory.peak_rss_mb = float("inf")  # set after validation: write() must refuse it
+        return rec
+
+    monkeypatch.setattr(runner, "run_submission", forged)
+    cfg = RunConfig(results_dir=tmp_path / "results", cache_dir=cache_dir, batch_size=8)
+    summary = run_grid([get_task("planted_sst", **SMALL_TASK)], [resolve("gradient"), resolve("random")], cfg)
+    recs = {r.submission.name: r for r in map(ResultRecord.read, summary.written)}
+    assert recs["random"].status == "ok"
+    g = recs["gradient"]
+    assert g.status == "error" and g.error.stage == "record" and "non-finite" in g.error.message
+    assert not (cache_dir / "attributions" / "gradient").exists()
+    assert any(e.startswith("gradient on planted_sst: record") for e in summary.errors)
+    build(tmp_path / "results", tmp_path / "board")
+    assert "gradient" in (tmp_path / "board" / "LEADERBOARD.md").read_text()
