@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import atexit
 import select
 import signal
 import socket
@@ -112,8 +113,6 @@ def shutdown() -> None:
         s.close()
 
 
-import atexit  # noqa: E402
-
 atexit.register(shutdown)
 
 
@@ -142,7 +141,12 @@ def _child(ctrl: socket.socket, cfg: dict, fds: list[int], others: dict[int, int
         os.dup2(tmp[2], 2)
         os.dup2(tmp[0], WORKER_RX_FD)
         os.dup2(tmp[1], WORKER_TX_FD)
-        os.closerange(WORKER_TX_FD + 1, os.sysconf("SC_OPEN_MAX") if os.sysconf("SC_OPEN_MAX") < 1 << 20 else 1 << 16)
+        for fd in sorted(int(n) for n in os.listdir("/proc/self/fd")):  # every other open descriptor
+            if fd > WORKER_TX_FD:
+                try:
+                    os.close(fd)
+                except OSError:  # the listing's own descriptor, already closed
+                    pass
         for fd in (WORKER_RX_FD, WORKER_TX_FD):
             os.set_inheritable(fd, False)
         from harness import worker

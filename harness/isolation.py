@@ -638,38 +638,33 @@ class WorkerProcess:
             "gpu_s": self.call_gpu_s if self.gpu_measured else None,
             # the worker's own figures: self-reported
             "reported": {"seconds": header["seconds"], "peak_rss_mb": header["peak_rss_mb"],
-                         "peak_cuda_mb": header["peak_cuda_mb"], **counts},
-            "seconds": wall, "peak_cuda_mb": self.call_peak_gpu_mb if self.gpu_measured else None, **counts}
+                         "peak_cuda_mb": header["peak_cuda_mb"], **counts}}
         return attr, info
 
 
-MAX_SUBMISSION_MB = 64.0
-
-
 def submission_files(path: Path) -> dict[str, bytes]:
-    """The submission folder's regular files (relative path -> bytes), sent to the worker,
-    which imports them from its own scratch space: the worker never needs to see the folder
-    (it may lie anywhere, e.g. in a 0700 temporary folder).  Links are never followed: one
-    that stays inside the folder is sent as a copy of its target, one that leaves it is an
-    error; caches are skipped; at most :data:`MAX_SUBMISSION_MB`."""
-    root = Path(path).resolve()
+    """The submission folder's files (relative path -> bytes), sent to the worker, which
+    imports them from its own scratch space: the worker never needs to see the folder (it
+    may lie anywhere, e.g. in a 0700 temporary folder).  The same files :func:`hash_tree`
+    hashes (:func:`~harness.provenance.walk_tree`: caches skipped, links never followed, one
+    that leaves the folder refused); a link to a file inside the folder is sent as a copy of
+    that file; at most :data:`~harness.provenance.MAX_HASH_BYTES` in all."""
+    from harness.provenance import MAX_HASH_BYTES, TreeError, walk_tree
+
+    root = Path(path)
+    try:
+        files, links = walk_tree(root)
+    except (TreeError, OSError) as e:
+        raise WorkerError("load", "SubmissionError", str(e)) from None
     out: dict[str, bytes] = {}
     total = 0
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and not os.path.islink(os.path.join(dirpath, d)))
-        for name in sorted(filenames):
-            f = Path(dirpath) / name
-            if f.suffix == ".pyc":
-                continue
-            real = f.resolve()
-            if root not in real.parents or not real.is_file():
-                raise WorkerError("load", "SubmissionError", f"{f} links outside the submission folder or is not "
-                                  "a regular file; submit plain files")
-            total += real.stat().st_size
-            if total > MAX_SUBMISSION_MB * 2**20:
-                raise WorkerError("load", "SubmissionError",
-                                  f"the submission folder holds more than {MAX_SUBMISSION_MB:g} MB")
-            out[str(f.relative_to(root))] = real.read_bytes()
+    for f in sorted(files + [link for link in links if link.resolve().is_file()]):
+        data = f.resolve().read_bytes()
+        total += len(data)
+        if total > MAX_HASH_BYTES:
+            raise WorkerError("load", "SubmissionError",
+                              f"the submission folder holds more than {MAX_HASH_BYTES / 2**20:g} MB")
+        out[str(f.relative_to(root))] = data
     return out
 
 

@@ -87,7 +87,7 @@ def _within(p: Path, root: Path) -> bool:
     return p == root or root in p.parents
 
 
-def _walk(root: Path) -> tuple[list[Path], list[Path]]:
+def walk_tree(root: Path) -> tuple[list[Path], list[Path]]:
     """Regular files and symbolic links under ``root``, never following a link; refuses links
     whose target lies outside ``root``."""
     files: list[Path] = []
@@ -136,7 +136,7 @@ def hash_tree(path: Path, max_bytes: int | None = None) -> str:
         base, files, links = path.parent, [path], []
     elif path.is_dir():
         base = path
-        files, links = _walk(path)
+        files, links = walk_tree(path)
     else:
         raise TreeError(f"{path}: not a regular file or folder")
     h = hashlib.sha256()

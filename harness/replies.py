@@ -125,8 +125,9 @@ def _depth(x: Any, d: int = 0) -> int:
     return d
 
 
-def _no_constant(name: str):
-    raise ReplyError(f"non-finite number {name} in the reply header")
+def refuse_constant(name: str):
+    """``json.loads(..., parse_constant=refuse_constant)``: NaN / Infinity are not JSON numbers."""
+    raise ReplyError(f"non-finite number {name} in JSON")
 
 
 def parse_header(raw: bytes) -> Reply:
@@ -135,7 +136,7 @@ def parse_header(raw: bytes) -> Reply:
     if raw.count(b"[") + raw.count(b"{") > 100_000:
         raise ReplyError("reply header has too many nested values")
     try:
-        obj = json.loads(raw, parse_constant=_no_constant)
+        obj = json.loads(raw, parse_constant=refuse_constant)
     except RecursionError:
         raise ReplyError("reply header is nested too deeply") from None
     except ReplyError:

@@ -347,8 +347,10 @@ def _read_chunk(path: Path, n: int) -> dict | None:
     a bad cache file never stops a run."""
     import math
 
+    from harness.replies import refuse_constant
+
     try:
-        rec = json.loads(path.read_text(), parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+        rec = json.loads(path.read_text(), parse_constant=refuse_constant)
         ok = (isinstance(rec, dict) and rec.get("n") == n and isinstance(rec.get("maps"), list)
               and len(rec["maps"]) == n and isinstance(rec.get("extras"), dict)
               and all(isinstance(rec.get(k), (int, float)) and not isinstance(rec.get(k), bool)
