@@ -13,6 +13,18 @@ from harness.task import get_task
 from conftest import FIXTURES, SMALL_TASK
 
 
+def _declared_fixture(tmp_path, passes: str = 'forward = "n_words + 1"'):
+    """hostile_forged_figures (rewinds its pass counter to zero) declaring leave-one-out's passes."""
+    import shutil
+
+    d = tmp_path / "hostile_forged_figures_declared"
+    shutil.copytree(FIXTURES / "submissions" / "hostile_forged_figures", d)
+    toml = (d / "submission.toml").read_text().replace('name = "hostile_forged_figures"',
+                                                       'name = "hostile_forged_figures_declared"')
+    (d / "submission.toml").write_text(toml + f"\n[passes]\n{passes}\n")
+    return d
+
+
 def test_pass_expressions_are_arithmetic_only():
     assert eval_passes("n_words + 1", {"n_words": 7}) == 8
     assert eval_passes("max(n_steps, 2) * 2 // 3", {"n_steps": 5}) == 3
@@ -24,21 +36,16 @@ def test_pass_expressions_are_arithmetic_only():
 
 
 def test_declared_passes_are_validated_at_load(tmp_path):
-    d = tmp_path / "s"
-    d.mkdir()
-    toml = (FIXTURES / "submissions" / "hostile_forged_figures_declared" / "submission.toml").read_text()
-    (d / "explainer.py").write_text("")
-    (d / "submission.toml").write_text(toml.replace('forward = "n_words + 1"', 'forward = "open(1)"'))
     with pytest.raises(SubmissionError, match="passes"):
-        load_submission(d)
-    (d / "submission.toml").write_text(toml.replace('forward = "n_words + 1"', 'gpu = "1"'))
+        load_submission(_declared_fixture(tmp_path / "a", 'forward = "open(1)"'))
     with pytest.raises(SubmissionError, match="unknown count"):
-        load_submission(d)
+        load_submission(_declared_fixture(tmp_path / "b", 'gpu = "1"'))
+    assert load_submission(_declared_fixture(tmp_path / "c")).meta.passes == {"forward": "n_words + 1"}
 
 
 def test_measured_figures_and_the_pass_check(tmp_path, cache_dir):
     subs = [resolve("leave_one_out"), resolve("random"),
-            load_submission(FIXTURES / "submissions" / "hostile_forged_figures_declared")]
+            load_submission(_declared_fixture(tmp_path))]
     cfg = RunConfig(results_dir=tmp_path / "results", cache_dir=cache_dir, isolation="process", batch_size=8,
                     isolation_settings=IsolationSettings(timeout_s=60, memory_mb=3000))
     summary = run_grid([get_task("planted_sst", **SMALL_TASK)], subs, cfg)
