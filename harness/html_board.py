@@ -194,7 +194,7 @@ def _board_panel(b: Board, plots: list[tuple[str, str, str]], res: str = "result
     metrics = _metric_names(b)
     heads = [_th("rank"), _th("submission", "text"), _th("version", "text")]
     for m in metrics:
-        hib = next((r.scores[m].higher_is_better for _, r, _ in b.ranked if m in r.scores), True)
+        hib = next((r.scores[m].higher_is_better for _, r, _ in b.ranked if m in r.scores), b.higher_is_better)
         arrow = "&uarr;" if hib else "&darr;"
         ops = sorted({str(r.scores[m].params["operator"]) for _, r, _ in b.ranked
                       if m in r.scores and "operator" in r.scores[m].params})

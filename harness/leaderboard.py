@@ -270,7 +270,7 @@ def render_markdown(boards: list[Board], n_records: int, skipped: list[tuple[str
               + (" Diagnostic board: shown, not counted in the overall rank." if b.audit else ""), ""]
         heads = ["rank", "submission", "version"]
         for m in metrics:
-            hib = next(r.scores[m].higher_is_better for _, r, _ in b.ranked if m in r.scores)
+            hib = next((r.scores[m].higher_is_better for _, r, _ in b.ranked if m in r.scores), b.higher_is_better)
             ops = sorted({str(r.scores[m].params["operator"]) for _, r, _ in b.ranked
                           if m in r.scores and "operator" in r.scores[m].params})
             op = f" (operator {E('/'.join(ops), 100)})" if ops else ""

@@ -95,3 +95,18 @@ def test_a_record_that_cannot_be_built_fails_alone(tmp_path, cache_dir, monkeypa
     assert any(e.startswith("gradient on planted_sst: record") for e in summary.errors)
     build(tmp_path / "results", tmp_path / "board")
     assert "gradient" in (tmp_path / "board" / "LEADERBOARD.md").read_text()
+
+
+def test_a_board_whose_every_submission_failed_is_still_written(tmp_path, cache_dir):
+    """A task board with only failed records (here: the only submission crashes at load)
+    renders with its failures listed instead of aborting the whole build."""
+    d = tmp_path / "broken"
+    d.mkdir()
+    (d / "submission.toml").write_text('name = "broken"\nversion = "0.1.0"\nauthors = ["a"]\npaper = "p"\n'
+                                       'license = "MIT"\nentry_point = "explainer:Nope"\n')
+    (d / "explainer.py").write_text("raise ImportError('broken on purpose')\n")
+    cfg = RunConfig(results_dir=tmp_path / "results", cache_dir=cache_dir, batch_size=8)
+    run_grid([get_task("planted_sst", **SMALL_TASK)], [load_submission(d)], cfg)
+    build(tmp_path / "results", tmp_path / "board")
+    md = (tmp_path / "board" / "LEADERBOARD.md").read_text()
+    assert "Failed submissions" in md and "| broken | load |" in md
