@@ -113,9 +113,9 @@ def test_a_board_whose_every_submission_failed_is_still_written(tmp_path, cache_
 
 
 def test_a_call_cpu_is_the_larger_of_tick_and_nanosecond_differences():
-    from harness.isolation import IsolatedExplainer
+    from harness.isolation import WorkerProcess
 
-    between = IsolatedExplainer.cpu_between
+    between = WorkerProcess.cpu_between
     # a 3 ms call inside one 10 ms tick: only the nanosecond run times see it
     assert between((0.01, 0.004), (0.01, 0.007)) == pytest.approx(0.003)
     # a thread that burned 100 ms and exited: gone from the live threads, still in the ticks
