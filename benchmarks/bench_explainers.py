@@ -2,7 +2,7 @@
 
 Setup: a tiny BERT (hidden 64, 2 layers, 2 heads, intermediate 128; untrained: speed does
 not depend on the weights) with a word tokenizer over the generated sentiment corpus, a tiny
-masked LM of the offline recipe (:class:`harness.mlm.MLMRecipe`, untrained, same vocabulary),
+masked LM of the offline recipe (:class:`harness.models.mlm.MLMRecipe`, untrained, same vocabulary),
 and 32 corpus sentences of 19-21 words.  torch runs single-threaded (``ATTRIBOARD_BENCH_THREADS``,
 default 1; see ``conftest.py``): on a shared 2-core machine extra threads mostly measure the
 neighbours.
@@ -38,12 +38,12 @@ import numpy as np
 import pytest
 import torch
 
-from harness.bundle import ModelBundle
+from harness.models.bundle import ModelBundle
 from harness.explain_utils import example_seed, keep_words
-from harness.mlm import MLMRecipe, WordMaskedLM, attach_mlm, tiny_masked_lm
-from harness.models import ModelRecipe, build_word_tokenizer, tiny_bert
-from harness.submission import discover
-from tasks.sentiment_corpus import corpus_vocabulary, generate_corpus
+from harness.models.mlm import MLMRecipe, WordMaskedLM, attach_mlm, tiny_masked_lm
+from harness.models.reference import ModelRecipe, build_word_tokenizer, tiny_bert
+from harness.core.submission import discover
+from tasks.planted_sst.corpus import corpus_vocabulary, generate_corpus
 
 N_BATCH = 32
 N_NAIVE_SLOW = 8

@@ -6,7 +6,7 @@ sentences of 12-16 words, the harness constraint backend with the corpus synonym
 (model-input embedding, counter-fitted; no POS / sentence encoder: this measures the
 explanation loop, not the resources), objectives L2, Delta-LOM and random.
 
-- ``batched``: :class:`harness.fragility.attack.Explanations` with no batch limit: the
+- ``batched``: :class:`tasks.fragility.attack.Explanations` with no batch limit: the
   candidates of one level of every input and objective go to the explainer in one call.
 - ``naive``: the same attack with ``max_batch=1``: one explainer call per candidate.
 
@@ -24,14 +24,14 @@ import numpy as np
 import pytest
 import torch
 
-from harness.bundle import ModelBundle
-from harness.fragility import resources as R
-from harness.fragility.attack import Explanations, ExplainFooler
-from harness.fragility.constraints import ConstraintConfig, HarnessBackend
-from harness.fragility.corpus_synonyms import CORPUS_SYNONYMS, table_vocabulary
-from harness.models import ModelRecipe, build_word_tokenizer, tiny_bert
-from harness.submission import discover
-from tasks.sentiment_corpus import corpus_vocabulary, generate_corpus
+from harness.models.bundle import ModelBundle
+from tasks.fragility import resources as R
+from tasks.fragility.attack import Explanations, ExplainFooler
+from tasks.fragility.constraints import ConstraintConfig, HarnessBackend
+from tasks.fragility.corpus_synonyms import CORPUS_SYNONYMS, table_vocabulary
+from harness.models.reference import ModelRecipe, build_word_tokenizer, tiny_bert
+from harness.core.submission import discover
+from tasks.planted_sst.corpus import corpus_vocabulary, generate_corpus
 
 N_INPUTS = 8
 WORDS = (12, 16)

@@ -1,4 +1,4 @@
-"""Speed of the removal-metric engine (:mod:`harness.removal_metrics`): batched vs per example.
+"""Speed of the removal-metric engine (:mod:`harness.metrics.removal`): batched vs per example.
 
 Setup: a tiny BERT (hidden 64, 2 layers, 2 heads, intermediate 128; untrained, speed does
 not depend on the weights) with a word tokenizer over the generated NLI corpus, and
@@ -7,8 +7,8 @@ random attribution maps.  Every mode computes the same numbers: the removal curv
 comprehensiveness, sufficiency (AOPC bins 1/5/10/20/50%), their normalised versions and
 Deletion / Insertion AUC (20%), operator ``delete``.
 
-- ``batched``: :func:`harness.removal_metrics.removal_curves` on all examples at once (all
-  variants of all examples in one :func:`harness.removal.removed_proba` call).
+- ``batched``: :func:`harness.metrics.removal.removal_curves` on all examples at once (all
+  variants of all examples in one :func:`harness.models.removal.removed_proba` call).
 - ``per_example_per_metric``: the usual per-example loop: for each example, each of the six
   metrics evaluates its own perturbations of that example in one model call, with the
   unperturbed input (like ferret's evaluators: one batched call per explanation and metric).
@@ -30,12 +30,12 @@ import time
 import numpy as np
 import pytest
 
-from harness import removal_metrics as rm
-from harness.bundle import ModelBundle
-from harness.models import ModelRecipe, build_word_tokenizer, tiny_bert
+from harness.metrics import removal as rm
+from harness.models.bundle import ModelBundle
+from harness.models.reference import ModelRecipe, build_word_tokenizer, tiny_bert
 from harness.protocols import Example, MetricInputs
-from harness.removal import removed_proba
-from tasks.nli_corpus import generate_nli_corpus, nli_vocabulary
+from harness.models.removal import removed_proba
+from tasks.nli.corpus import generate_nli_corpus, nli_vocabulary
 
 N_EXAMPLES = 128
 N_SLOW = 16

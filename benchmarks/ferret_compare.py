@@ -9,7 +9,7 @@ dependency).  This script:
    attribution maps and the model's predicted classes, and saves model, tokenizer and inputs
    to ``--work`` (default /tmp/attriboard-ferret-compare);
 2. runs ``ours`` in a fresh process of the project's Python: comprehensiveness and
-   sufficiency over the same bins with :func:`harness.removal_metrics.removal_curves`
+   sufficiency over the same bins with :func:`harness.metrics.removal.removal_curves`
    (``delete`` operator, all variants of all inputs batched);
 3. runs ``ferret`` in a fresh process of ``--venv`` (created on first use with
    ``pip install torch==2.13.0 ferret-xai==0.4.2 "pyarrow<16"``):
@@ -43,9 +43,9 @@ def prepare(work: Path, n: int, seed: int = 0) -> None:
     sys.path.insert(0, str(REPO))
     import numpy as np
 
-    from harness.bundle import ModelBundle
-    from harness.models import ModelRecipe, build_word_tokenizer, tiny_bert
-    from tasks.nli_corpus import generate_nli_corpus, nli_vocabulary
+    from harness.models.bundle import ModelBundle
+    from harness.models.reference import ModelRecipe, build_word_tokenizer, tiny_bert
+    from tasks.nli.corpus import generate_nli_corpus, nli_vocabulary
 
     recipe = ModelRecipe(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
     tok = build_word_tokenizer(sorted(nli_vocabulary()), recipe.max_length)
@@ -74,9 +74,9 @@ import json, sys, time
 sys.path.insert(0, {repo!r})
 import numpy as np
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
-from harness.bundle import ModelBundle
+from harness.models.bundle import ModelBundle
 from harness.protocols import Example, MetricInputs
-from harness import removal_metrics as rm
+from harness.metrics import removal as rm
 work = {work!r}
 d = json.load(open(work + "/inputs.json"))
 bundle = ModelBundle(AutoModelForSequenceClassification.from_pretrained(work + "/model"),

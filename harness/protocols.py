@@ -1,6 +1,6 @@
 """The interfaces between the engine, tasks, metrics and submissions.
 
-What an explainer receives is deliberately narrow: a :class:`~harness.bundle.ModelBundle`
+What an explainer receives is deliberately narrow: a :class:`~harness.models.bundle.ModelBundle`
 (model, tokenizer, batched helpers) and an :class:`ExplainBatch` (token ids, masks, the
 words, the target class).  Labels, rationales and planted words never appear here; they
 stay with the task and are only seen by metrics, which run in the harness.
@@ -16,7 +16,7 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from harness.bundle import ModelBundle
+    from harness.models.bundle import ModelBundle
 
 Segments = tuple[tuple[str, ...], ...]
 """One input: one word tuple per segment (one segment for single sentences, two for pairs)."""
@@ -111,7 +111,7 @@ class MaskedLM(Protocol):
     ``top_fills(segments, positions, k)``: for each input, mask all the words at the given
     word positions at once and return, per position, the k most likely replacement words
     with their probabilities (best first).  Every call counts its sequences as masked-LM
-    calls in the bundle's :class:`~harness.bundle.CallCounter`.
+    calls in the bundle's :class:`~harness.models.bundle.CallCounter`.
     """
 
     name: str

@@ -36,8 +36,8 @@ def cache_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def small_ctx(cache_dir):
-    from harness.runner import RunConfig, prepare_task
-    from harness.task import get_task
+    from harness.engine.runner import RunConfig, prepare_task
+    from harness.engine.task import get_task
 
     task = get_task("planted_sst", **SMALL_TASK)
     return prepare_task(task, RunConfig(cache_dir=cache_dir))

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from harness.aggregation import aggregate
-from harness.stats import bootstrap_ci
+from harness.core.aggregation import aggregate
+from harness.metrics.stats import bootstrap_ci
 
 
 def test_absmax_keeps_sign_of_largest_magnitude():

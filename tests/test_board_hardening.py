@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from harness import leaderboard, provenance
-from harness.leaderboard import md_escape
-from harness.records import ResultRecord
-from harness.submission import (BUILTIN_DIR, SubmissionError, SubmissionMeta, check_unique_names, discover,
+from harness.board import leaderboard
+from harness.core import provenance
+from harness.board.leaderboard import md_escape
+from harness.engine.records import ResultRecord
+from harness.core.submission import (BUILTIN_DIR, SubmissionError, SubmissionMeta, check_unique_names, discover,
                                 load_submission, resolve)
 
 from conftest import FIXTURES
@@ -237,7 +238,7 @@ def test_board_skips_invalid_records_and_is_still_written(tmp_path, caplog):
     raw.pop("timing")
     (d / "lime.json").write_text(json.dumps(raw))  # schema-valid, but an ok record without timing
     (d / "huge.json").symlink_to("/dev/zero")
-    with caplog.at_level(logging.WARNING, logger="harness.leaderboard"):
+    with caplog.at_level(logging.WARNING, logger="harness.board.leaderboard"):
         paths = leaderboard.build(results, tmp_path / "out")
     assert {p.name for p in paths} >= {"LEADERBOARD.md", "leaderboard.json", "leaderboard.csv", "index.html"}
     warned = "\n".join(r.getMessage() for r in caplog.records)
@@ -255,7 +256,7 @@ def test_board_skips_invalid_records_and_is_still_written(tmp_path, caplog):
 
 
 def test_cli_leaderboard_reports_instead_of_traceback(tmp_path, capsys):
-    from harness.cli import main
+    from harness.cli.main import main
 
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "bad.json").write_text("[]")
@@ -264,7 +265,7 @@ def test_cli_leaderboard_reports_instead_of_traceback(tmp_path, capsys):
 
 
 def test_non_finite_extras_are_an_output_error():
-    from harness.outputs import OutputError, check_extras
+    from harness.core.outputs import OutputError, check_extras
     from harness.protocols import Attributions
 
     attr = Attributions(level="word", scores=[np.zeros(2)] * 2, extras={"delta": np.array([1.0, np.inf])})
@@ -283,7 +284,7 @@ def _impostor(tmp_path: Path, folder: str = "impostor") -> Path:
 
 
 def test_two_submissions_with_one_name_are_refused(tmp_path):
-    from harness.runner import RunConfig, run_grid
+    from harness.engine.runner import RunConfig, run_grid
 
     imp = load_submission(_impostor(tmp_path))
     builtin = resolve("gradient")
@@ -299,7 +300,7 @@ def test_two_submissions_with_one_name_are_refused(tmp_path):
 
 
 def test_cli_run_refuses_duplicate_names(tmp_path):
-    from harness.cli import main
+    from harness.cli.main import main
 
     imp = _impostor(tmp_path, "gradient")  # a folder named gradient, declaring gradient
     with pytest.raises(SystemExit) as e:

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from harness.cli import main
-from harness.models import ModelRecipe, recipe_from
+from harness.cli.main import main
+from harness.models.reference import ModelRecipe, recipe_from
 
 from conftest import FIXTURES, SMALL_TASK, shared_data
 
@@ -69,10 +69,10 @@ def test_minilm_subword_alignment_and_aggregation():
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from harness.aggregation import aggregate
-    from harness.bundle import ModelBundle
-    from harness.pretrained import minilm_path
-    from harness.submission import resolve
+    from harness.core.aggregation import aggregate
+    from harness.models.bundle import ModelBundle
+    from harness.models.pretrained import minilm_path
+    from harness.core.submission import resolve
 
     path = minilm_path()
     tok = AutoTokenizer.from_pretrained(path)
@@ -87,7 +87,7 @@ def test_minilm_subword_alignment_and_aggregation():
     assert row.count(1) >= 2, "'unbelievably' should split into several word pieces"
     assert row[0] is None and [w for w in row if w is not None] == sorted(w for w in row if w is not None)
     attr = resolve("gradient_x_input").instantiate().explain(bundle, batch)
-    from harness.outputs import check_attributions, word_maps
+    from harness.core.outputs import check_attributions, word_maps
 
     raw = check_attributions(attr, batch)
     maps = word_maps(attr, raw, batch, "absmax")
@@ -98,7 +98,7 @@ def test_minilm_subword_alignment_and_aggregation():
 
 
 def test_truncation_policy_drops_trailing_words_and_counts():
-    from harness.encoding import encode
+    from harness.models.encoding import encode
     from harness.testing import tiny_bundle
 
     b = tiny_bundle()
@@ -114,10 +114,10 @@ def test_truncation_policy_drops_trailing_words_and_counts():
 @pytest.mark.slow
 def test_real_sst2_end_to_end(tmp_path, cache_dir):
     """Planted-token GLUE SST-2 from the local folder: model > 99%, IG finds the planted word."""
-    from harness.records import ResultRecord
-    from harness.runner import RunConfig, run_grid
-    from harness.submission import resolve
-    from harness.task import get_task
+    from harness.engine.records import ResultRecord
+    from harness.engine.runner import RunConfig, run_grid
+    from harness.core.submission import resolve
+    from harness.engine.task import get_task
 
     d = shared_data("sst2")
     task = get_task("planted_sst2", data_dir=str(d), n_eval=60)

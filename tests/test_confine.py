@@ -1,5 +1,5 @@
-"""The kernel layers of a submission worker, checked directly (harness/confine.py,
-harness/worker.py, harness/forkserver.py) and the strict reply parser (harness/replies.py)."""
+"""The kernel layers of a submission worker, checked directly (harness/sandbox/confine.py,
+harness/sandbox/worker.py, harness/sandbox/forkserver.py) and the strict reply parser (harness/sandbox/replies.py)."""
 
 import ctypes
 import io
@@ -11,8 +11,8 @@ import socket
 import numpy as np
 import pytest
 
-from harness import confine
-from harness.replies import ReplyError, parse_array, parse_header
+from harness.sandbox import confine
+from harness.sandbox.replies import ReplyError, parse_array, parse_header
 
 pytestmark = pytest.mark.skipif(platform.system() != "Linux" or platform.machine() not in confine.SYSCALLS,
                                 reason="the seccomp filter is for Linux x86-64 / aarch64")
@@ -90,7 +90,7 @@ def test_seccomp_program_is_well_formed():
 
 @pytest.fixture(scope="module")
 def worker():
-    from harness.isolation import IsolationSettings, WorkerProcess
+    from harness.sandbox.isolation import IsolationSettings, WorkerProcess
 
     w = WorkerProcess(IsolationSettings(timeout_s=30))
     w.start()
@@ -99,7 +99,7 @@ def worker():
 
 
 def test_worker_layers_and_no_way_back(worker):
-    from harness import forkserver
+    from harness.sandbox import forkserver
 
     layers = worker.layers
     assert "no-inherited-descriptors" in layers and "seccomp" in layers and "no-capabilities" in layers

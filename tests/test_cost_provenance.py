@@ -3,12 +3,12 @@ and cross-checked against a submission's declared [passes] (docs/SECURITY.md).""
 
 import pytest
 
-from harness.isolation import IsolationSettings
-from harness.leaderboard import build
-from harness.records import ResultRecord
-from harness.runner import RunConfig, run_grid
-from harness.submission import SubmissionError, eval_passes, load_submission, resolve
-from harness.task import get_task
+from harness.sandbox.isolation import IsolationSettings
+from harness.board.leaderboard import build
+from harness.engine.records import ResultRecord
+from harness.engine.runner import RunConfig, run_grid
+from harness.core.submission import SubmissionError, eval_passes, load_submission, resolve
+from harness.engine.task import get_task
 
 from conftest import FIXTURES, SMALL_TASK
 
@@ -74,7 +74,7 @@ def test_a_record_that_cannot_be_built_fails_alone(tmp_path, cache_dir, monkeypa
     """What one submission's run produced cannot be turned into a record (here: a forged
     infinite peak memory): that submission gets a stage-``record`` error, its cached chunks
     are dropped, the others are written, and the board is still built."""
-    import harness.runner as runner
+    import harness.engine.runner as runner
 
     real = runner.run_submission
 
@@ -113,7 +113,7 @@ def test_a_board_whose_every_submission_failed_is_still_written(tmp_path, cache_
 
 
 def test_a_call_cpu_is_the_larger_of_tick_and_nanosecond_differences():
-    from harness.isolation import WorkerProcess
+    from harness.sandbox.isolation import WorkerProcess
 
     between = WorkerProcess.cpu_between
     # a 3 ms call inside one 10 ms tick: only the nanosecond run times see it

@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from harness.explain_utils import example_seed, keep_words
-from harness.outputs import check_attributions
-from harness.submission import discover
+from harness.core.outputs import check_attributions
+from harness.core.submission import discover
 from harness.testing import TINY_PAIRS, TINY_SENTENCES, tiny_bundle
-from harness.validation import BATCH_ATOL, BATCH_RTOL, validate
+from harness.engine.validation import BATCH_ATOL, BATCH_RTOL, validate
 
 REGISTRY = discover()
 BUILTIN_EXPLAINERS = ["gradient", "gradient_x_input", "integrated_gradients", "lime", "kernel_shap",

@@ -10,11 +10,11 @@ import zipfile
 import numpy as np
 import pytest
 
-from harness.fragility import metrics as M
-from harness.fragility import resources as R
-from harness.fragility.attack import Explanations, ExplainFooler
-from harness.fragility.constraints import ConstraintConfig, HarnessBackend, recover_word_case
-from harness.fragility.corpus_synonyms import CORPUS_SYNONYMS, table_vocabulary
+from tasks.fragility import metrics as M
+from tasks.fragility import resources as R
+from tasks.fragility.attack import Explanations, ExplainFooler
+from tasks.fragility.constraints import ConstraintConfig, HarnessBackend, recover_word_case
+from tasks.fragility.corpus_synonyms import CORPUS_SYNONYMS, table_vocabulary
 from harness.protocols import ExplainBatch
 
 from conftest import shared_data
@@ -163,7 +163,7 @@ def _backends(tagger=None, encoder=None):
     out = [HarnessBackend(subs, R.ENGLISH_STOPWORDS, cfg, tagger, encoder)]
     if TA_OK:
         ta, info = R.import_textattack()
-        from harness.fragility.constraints import TextAttackBackend
+        from tasks.fragility.constraints import TextAttackBackend
 
         out.append(TextAttackBackend(subs, R.ENGLISH_STOPWORDS, cfg, tagger, encoder, textattack_version=info))
     return out
@@ -230,9 +230,9 @@ def test_backends_agree_on_real_resources():
 def tiny():
     """An untrained tiny BERT over the corpus + synonym vocabulary (predictions near 50/50,
     so label-flipping candidates are common) and 6 corpus sentences of 10-16 words."""
-    from harness.bundle import ModelBundle
-    from harness.models import build_word_tokenizer
-    from tasks.sentiment_corpus import corpus_vocabulary, generate_corpus
+    from harness.models.bundle import ModelBundle
+    from harness.models.reference import build_word_tokenizer
+    from tasks.planted_sst.corpus import corpus_vocabulary, generate_corpus
 
     import torch
     from transformers import BertConfig, BertForSequenceClassification
@@ -265,7 +265,7 @@ class Spy:
 
 
 def test_attack_keeps_label_limits_changes_and_only_explains_candidates(tiny):
-    from harness.submission import resolve
+    from harness.core.submission import resolve
 
     bundle, rows, targets, subs = tiny
     backend = HarnessBackend(subs, R.ENGLISH_STOPWORDS, ConstraintConfig(), None, None)
@@ -302,7 +302,7 @@ def test_attack_keeps_label_limits_changes_and_only_explains_candidates(tiny):
 
 
 def test_random_objective_is_seeded_and_candidates_are_cached(tiny):
-    from harness.submission import resolve
+    from harness.core.submission import resolve
 
     bundle, rows, targets, subs = tiny
     backend = HarnessBackend(subs, R.ENGLISH_STOPWORDS, ConstraintConfig(), None, None)
@@ -319,8 +319,8 @@ def test_random_objective_is_seeded_and_candidates_are_cached(tiny):
 
 
 def test_summary_tables_and_main_metric(tiny):
-    from harness.fragility.summary import summarise
-    from harness.submission import resolve
+    from tasks.fragility.summary import summarise
+    from harness.core.submission import resolve
 
     bundle, rows, targets, subs = tiny
     backend = HarnessBackend(subs, R.ENGLISH_STOPWORDS, ConstraintConfig(), None, None)
@@ -351,8 +351,8 @@ def test_summary_tables_and_main_metric(tiny):
 # --- the task end to end (real resources when installed) -------------------------------------
 
 def test_task_evaluate_end_to_end(tiny):
-    from harness.submission import resolve
-    from harness.task import CustomTask, get_task
+    from harness.core.submission import resolve
+    from harness.engine.task import CustomTask, get_task
 
     bundle, _, _, _ = tiny
     task = get_task("fragility", n_eval=4, max_words=14, pos="auto")
@@ -396,7 +396,7 @@ def _record(sub, rows):
 
 
 def test_plot_fragility_is_deterministic(tmp_path):
-    from harness.fragility.plots import plot_fragility
+    from tasks.fragility.plots import plot_fragility
 
     rng = np.random.default_rng(0)
     rows = [{"objective": o, "bucket": b, "example_id": f"e{i}", "spearman_clipped": float(v)}
@@ -411,8 +411,8 @@ def test_plot_fragility_is_deterministic(tmp_path):
 
 
 def test_explainer_failures_are_told_apart(tiny):
-    from harness.fragility.attack import ExplainerCallError
-    from harness.outputs import OutputError
+    from tasks.fragility.attack import ExplainerCallError
+    from harness.core.outputs import OutputError
     from harness.protocols import Attributions
 
     bundle, rows, targets, _ = tiny
@@ -436,8 +436,8 @@ def test_explainer_failures_are_told_apart(tiny):
 
 
 def test_task_falls_back_to_harness_backend_without_textattack(tiny, monkeypatch):
-    from harness.submission import resolve
-    from harness.task import get_task
+    from harness.core.submission import resolve
+    from harness.engine.task import get_task
 
     bundle, _, _, _ = tiny
     monkeypatch.setattr(R, "import_textattack", lambda *a, **k: (None, "textattack is not installed (simulated)"))

@@ -12,12 +12,12 @@ import numpy as np
 import psutil
 import pytest
 
-from harness.isolation import IsolationSettings, WorkerError, open_explainer
-from harness.official import SecretError, commitment, load_secret
-from harness.records import ResultRecord
-from harness.runner import RunConfig, run_grid, run_submission
-from harness.submission import load_submission, resolve
-from harness.task import get_task
+from harness.sandbox.isolation import IsolationSettings, WorkerError, open_explainer
+from harness.engine.official import SecretError, commitment, load_secret
+from harness.engine.records import ResultRecord
+from harness.engine.runner import RunConfig, run_grid, run_submission
+from harness.core.submission import load_submission, resolve
+from harness.engine.task import get_task
 
 from conftest import FIXTURES, REPO, SMALL_TASK
 
@@ -46,7 +46,7 @@ HOSTILE = {
 MESSAGES = {
     "hostile_read_gold": "open('" + str(REPO / "tasks"),
     "hostile_memory_walk": "import tasks",
-    "hostile_monkeypatch_metric": "import harness.metrics",
+    "hostile_monkeypatch_metric": "import harness.metrics.base",
     "hostile_write_leaderboard": str(REPO / "leaderboard"),
     "hostile_socket": "network access",
     "hostile_segfault": "SIGSEGV",
@@ -72,9 +72,9 @@ def _records(config: RunConfig) -> dict[str, ResultRecord]:
 def _survivors(since: float) -> list[psutil.Process]:
     """Processes started since ``since`` whose working directory is the temporary folder of
     a worker of this test process: workers, and anything they forked."""
-    from harness.isolation import worker_dirs
+    from harness.sandbox.isolation import worker_dirs
 
-    from harness import forkserver
+    from harness.sandbox import forkserver
 
     dirs = tuple(worker_dirs())
     out = []
@@ -210,7 +210,7 @@ def _tmp_submission(folder: Path, code: str) -> Path:
 def test_load_failures_have_their_stage(tmp_path):
     cases = {
         "import_error": ("raise ImportError('no such dependency')\n", "load", "SubmissionError"),
-        "peeks_at_import": ("import tasks.planted_sst\nclass E:\n    pass\n", "sandbox", "SandboxViolation"),
+        "peeks_at_import": ("import tasks.planted_sst.task\nclass E:\n    pass\n", "sandbox", "SandboxViolation"),
         "exits_in_init": ("import sys\nclass E:\n    def __init__(self):\n        sys.exit(1)\n", "crash", "SystemExit"),
     }
     for name, (code, stage, etype) in cases.items():
@@ -253,7 +253,7 @@ def test_secret_planted_words_are_hidden_from_explainers_and_records(tmp_path, c
     assert data.data_hash != pub.data_hash
     # the planted word is not the only new word in a sentence: each carries a distractor
     # (tests/test_official.py: the secret vocabulary, frequency analysis)
-    from tasks.sentiment_corpus import corpus_vocabulary
+    from tasks.planted_sst.corpus import corpus_vocabulary
 
     for e in data.examples[:10]:
         assert sum(w not in corpus_vocabulary() for w in e.segments[0]) == 2

@@ -1,7 +1,7 @@
 """Hostile submissions that go past the Python audit hook (libc through ctypes, raw
 descriptors, forged replies on the worker's own channel), so that what is tested is the
 kernel layers of the worker (namespaces, own read-only root, capabilities, seccomp,
-RLIMIT_NPROC) and the strict reply parser (harness/replies.py).  See docs/SECURITY.md.
+RLIMIT_NPROC) and the strict reply parser (harness/sandbox/replies.py).  See docs/SECURITY.md.
 
 Each fixture in tests/fixtures/submissions/hostile_* raises ``RuntimeError("ESCAPED: ...")``
 when a call it must not be able to make worked, and otherwise either returns zero scores
@@ -24,11 +24,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.isolation import IsolationSettings, WorkerError, open_explainer, worker_dirs
-from harness.records import ResultRecord
-from harness.runner import RunConfig, run_grid
-from harness.submission import load_submission, resolve
-from harness.task import get_task
+from harness.sandbox.isolation import IsolationSettings, WorkerError, open_explainer, worker_dirs
+from harness.engine.records import ResultRecord
+from harness.engine.runner import RunConfig, run_grid
+from harness.core.submission import load_submission, resolve
+from harness.engine.task import get_task
 
 from conftest import FIXTURES, REPO, SMALL_TASK
 
@@ -109,7 +109,7 @@ class _ProcessSampler(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
-        from harness import forkserver
+        from harness.sandbox import forkserver
 
         while not self.stop.wait(0.1):
             for spid in forkserver.server_pids():
@@ -346,7 +346,7 @@ def test_baselines_are_identical_with_and_without_the_hostile_submissions(runs, 
 
 
 def test_a_board_is_built_from_the_results(runs, records, tmp_path):
-    from harness.leaderboard import build
+    from harness.board.leaderboard import build
 
     paths = build(Path(runs["mixed"].results_dir), tmp_path / "board")
     md = (tmp_path / "board" / "LEADERBOARD.md").read_text()
@@ -371,7 +371,7 @@ def test_no_process_outlives_the_run(runs):
 
 
 def test_no_file_outside_the_results_and_cache_changed(runs):
-    from harness.worker import SANDBOX_UID
+    from harness.sandbox.worker import SANDBOX_UID
 
     before, after = runs["before"], runs["after"]
     new = sorted(set(after) - set(before))

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import leaderboard
-from harness.fragility.metrics import BUCKETS
-from harness.records import ResultRecord
-from harness.stats import bootstrap_ci
+from harness.board import leaderboard
+from tasks.fragility.metrics import BUCKETS
+from harness.engine.records import ResultRecord
+from harness.metrics.stats import bootstrap_ci
 
 CHROMIUM = os.environ.get("ATTRIBOARD_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("ATTRIBOARD_CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -256,7 +256,7 @@ def test_board_in_headless_chromium(board, browser, tmp_path):
 
 
 def test_markdown_notes_become_escaped_sortable_html():
-    from harness.html_board import md_to_html
+    from harness.board.html import md_to_html
 
     html = "\n".join(md_to_html(["## Bias <x>", "", "text **bold** `op` [png](a/b.png) [see](#anchor)", "",
                                  "- removal `delete`: loo", "| name | auc |", "|---|---:|", "| a\\|b | 0.5 |",

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from harness.metrics import get_metric, gt_overlap_one, mean_rank_pct_one
+from harness.metrics.base import get_metric, gt_overlap_one, mean_rank_pct_one
 from harness.protocols import Example, MetricInputs
 
 

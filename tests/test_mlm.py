@@ -1,4 +1,4 @@
-"""The run's masked LM (harness/mlm.py): fills, candidates, counting, training, caching, wiring."""
+"""The run's masked LM (harness/models/mlm.py): fills, candidates, counting, training, caching, wiring."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from harness.bundle import CallCounter
-from harness.mlm import (MLMRecipe, WordMaskedLM, attach_mlm, build_task_mlm, mlm_recipe_from, tiny_masked_lm)
+from harness.models.bundle import CallCounter
+from harness.models.mlm import (MLMRecipe, WordMaskedLM, attach_mlm, build_task_mlm, mlm_recipe_from, tiny_masked_lm)
 from harness.protocols import MaskedLM
-from harness.records import MaskedLMInfo, ResultRecord
+from harness.engine.records import MaskedLMInfo, ResultRecord
 from harness.testing import TINY_SENTENCES, tiny_bundle, tiny_mlm
 
 # a corpus where "the" always opens and "was" always follows the noun: easy to restore
@@ -144,8 +144,8 @@ def test_recipes_and_presets():
 
 
 def test_runner_picks_the_masked_lm(monkeypatch):
-    from harness.runner import RunConfig, mlm_choice
-    from harness.task import get_task
+    from harness.engine.runner import RunConfig, mlm_choice
+    from harness.engine.task import get_task
 
     tiny = get_task("planted_sst", n_train=100, n_dev=50, n_eval=8)
     hub = get_task("planted_sst", n_train=100, n_dev=50, n_eval=8, model="bert-base-uncased")
@@ -156,8 +156,8 @@ def test_runner_picks_the_masked_lm(monkeypatch):
 
 
 def test_records_carry_the_masked_lm_and_load_without_it(small_ctx, tmp_path):
-    from harness.runner import RunConfig, run_submission
-    from harness.submission import resolve
+    from harness.engine.runner import RunConfig, run_submission
+    from harness.core.submission import resolve
 
     assert small_ctx.ref.bundle.mlm is not None and small_ctx.mlm.name == "tiny-mlm"
     rec = run_submission(resolve("input_marginalization"), small_ctx,
@@ -177,9 +177,9 @@ def test_records_carry_the_masked_lm_and_load_without_it(small_ctx, tmp_path):
 
 
 def test_leaderboard_shows_mlm_calls(small_ctx, tmp_path):
-    from harness import leaderboard
-    from harness.runner import RunConfig, run_submission
-    from harness.submission import resolve
+    from harness.board import leaderboard
+    from harness.engine.runner import RunConfig, run_submission
+    from harness.core.submission import resolve
 
     config = RunConfig(results_dir=tmp_path / "r", cache_dir=tmp_path / "c", batch_size=8)
     for name in ("input_marginalization", "random"):
@@ -217,13 +217,13 @@ def test_literal_mask_word_in_the_text_is_not_confused_with_a_masked_position(tr
 
 
 def test_fast_encoding_equals_the_tokenizers_own_call(tmp_path):
-    """harness.encoding's Rust-backend path gives exactly what tokenizer(...) gives."""
+    """harness.models.encoding's Rust-backend path gives exactly what tokenizer(...) gives."""
     import random
 
     from transformers import BertTokenizerFast
 
-    from harness import encoding as E
-    from harness.models import build_word_tokenizer
+    from harness.models import encoding as E
+    from harness.models.reference import build_word_tokenizer
 
     vocab = ["[PAD]", "[unused0]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "film", "was", "good", "gr",
              "##eat", "##s", "dull"]

@@ -6,11 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from harness.task import get_task
-from tasks.esnli import ESNLIFormatError, parse_esnli_records, parse_esnli_row, read_esnli_csv
-from tasks.mnli import (load_multinli_local, read_multinli_jsonl, read_multinli_tsv, read_nli_line_files,
+from harness.engine.task import get_task
+from tasks.esnli.task import ESNLIFormatError, parse_esnli_records, parse_esnli_row, read_esnli_csv
+from tasks.mnli.task import (load_multinli_local, read_multinli_jsonl, read_multinli_tsv, read_nli_line_files,
                         rows_from_hub_records)
-from tasks.nli_corpus import FUNCTION_WORDS, LABELS, generate_nli_corpus
+from tasks.nli.corpus import FUNCTION_WORDS, LABELS, generate_nli_corpus
 
 from conftest import shared_data
 
@@ -42,7 +42,7 @@ def test_generated_corpus_is_deterministic_balanced_and_rationales_are_sound(sty
 
 
 def test_generated_rationales_by_hand():
-    from tasks.nli_corpus import ACTIVITIES, PERSONS
+    from tasks.nli.corpus import ACTIVITIES, PERSONS
 
     pairs = generate_nli_corpus(300, seed=0)
     # entailment by generalising the object: the premise object and its class word
@@ -300,15 +300,15 @@ SMALL_NLI = dict(n_train=2000, n_dev=200, n_eval=40)
 
 
 def _small_run(task_name, subs, results, cache_dir, **overrides):
-    from harness.runner import RunConfig, run_grid
-    from harness.submission import resolve
+    from harness.engine.runner import RunConfig, run_grid
+    from harness.core.submission import resolve
 
     config = RunConfig(results_dir=results, cache_dir=cache_dir, batch_size=20)
     if hasattr(config, "mlm"):
         config.mlm = "none"          # no masked LM needed for the delete operator
     summary = run_grid([get_task(task_name, **SMALL_NLI, **overrides)], [resolve(s) for s in subs], config)
     assert not summary.task_failures and not summary.errors, (summary.task_failures, summary.errors)
-    from harness.records import ResultRecord
+    from harness.engine.records import ResultRecord
 
     return {p.stem: ResultRecord.read(p) for p in sorted(results.rglob("*.json"))}
 
@@ -345,8 +345,8 @@ def test_mnli_faithfulness_reference_model_reaches_its_bar(tmp_path, cache_dir):
 def test_leaderboard_shows_operator_tau_and_load_report(esnli_records, tmp_path):
     """The Markdown board names each removal metric's operator and each explainer's tau; the CSV
     carries the same; the record keeps the task's load report."""
-    from harness import leaderboard
-    from harness.leaderboard import build_boards, render_markdown, table_rows
+    from harness.board import leaderboard
+    from harness.board.leaderboard import build_boards, render_markdown, table_rows
 
     ig = esnli_records["integrated_gradients"]
     assert ig.task.load_report["n_eval"] == 40
@@ -361,7 +361,7 @@ def test_leaderboard_shows_operator_tau_and_load_report(esnli_records, tmp_path)
     assert rows["integrated_gradients"]["iou_best_tau_tau"] == round(tau, 6)
     assert json.loads(rows["random"]["comprehensiveness_params"])["operator"] == "delete"
     assert leaderboard.OVERALL_RULE
-    from harness.html_board import render_html
+    from harness.board.html import render_html
 
     page = render_html(boards, len(esnli_records), {})
     assert "comprehensiveness &uarr;<br><small>operator delete</small>" in page and f"tau={tau:.3g}" in page

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.official import COMMON_WORDS, pseudo_word, secret_vocabulary
-from harness.records import ResultRecord
-from harness.runner import RunConfig, run_grid
-from harness.submission import resolve
-from harness.task import get_task
-from tasks.sentiment_corpus import corpus_vocabulary
+from harness.engine.official import COMMON_WORDS, pseudo_word, secret_vocabulary
+from harness.engine.records import ResultRecord
+from harness.engine.runner import RunConfig, run_grid
+from harness.core.submission import resolve
+from harness.engine.task import get_task
+from tasks.planted_sst.corpus import corpus_vocabulary
 
 from conftest import REPO, SMALL_TASK
 
@@ -83,9 +83,9 @@ def test_planted_words_and_distractors_are_secret_words_absent_from_the_corpus()
 def test_no_candidate_list_in_the_code():
     """The candidates exist only given the secret: no word of the secret vocabulary is a string
     in tasks/ or harness/ (a list of candidates in the code could be read from .git)."""
-    import tasks.planted_sst
+    import tasks.planted_sst.task
 
-    assert not hasattr(tasks.planted_sst, "SECRET_VOCABULARY")
+    assert not hasattr(tasks.planted_sst.task, "SECRET_VOCABULARY")
     literals = set()
     for path in [*(REPO / "tasks").rglob("*.py"), *(REPO / "harness").rglob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):

@@ -5,9 +5,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from harness.task import get_task
-from tasks.planted_sst import read_glue_tsv, rows_from_records
-from tasks.sentiment_corpus import generate_corpus
+from harness.engine.task import get_task
+from tasks.planted_sst.task import read_glue_tsv, rows_from_records
+from tasks.planted_sst.corpus import generate_corpus
 
 from conftest import shared_data
 

@@ -3,11 +3,11 @@ ranked against the existing board, and its records verify; a bad folder fails wi
 
 import pytest
 
-from harness.cli import main
-from harness.prcheck import check_requirements
-from harness.runner import RunConfig, run_grid
-from harness.submission import resolve
-from harness.task import get_task
+from harness.cli.main import main
+from harness.cli.prcheck import check_requirements
+from harness.engine.runner import RunConfig, run_grid
+from harness.core.submission import resolve
+from harness.engine.task import get_task
 
 from conftest import SMALL_TASK
 

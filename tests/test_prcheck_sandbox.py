@@ -3,7 +3,7 @@
 ``hostile_rig_scorer_at_import`` rigs the scorer of whatever process imports it (module-level
 code: every metric scores perfectly) and explains with all zeros.  Imported in the CI process
 (the package check used to ``load_class`` it there) it would pass pr-check at rank 1; loaded
-in a sandboxed worker its import of ``harness.metrics`` is refused and the package step fails.
+in a sandboxed worker its import of ``harness.metrics.base`` is refused and the package step fails.
 """
 
 import builtins
@@ -15,9 +15,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from harness.cli import build_parser, main
-from harness.prcheck import check_package, pr_check
-from harness.submission import Submission
+from harness.cli.main import build_parser, main
+from harness.cli.prcheck import check_package, pr_check
+from harness.core.submission import Submission
 
 from conftest import FIXTURES, REPO, SMALL_TASK
 
@@ -28,21 +28,22 @@ MARKER_ENV = "ATTRIBOARD_HOSTILE_MARKER"
 
 def _scorer() -> dict[str, object]:
     """Every object the fixture replaces, by name (compared by identity)."""
-    import harness.metrics as metrics
-    import harness.removal_metrics as removal
-    import harness.runner as runner
+    import harness.metrics.base as metrics
+    import harness.metrics.removal as removal
+    import harness.engine.runner as runner
 
     out = {f"metrics.{n}": getattr(metrics, n) for n in ("get_metric", "gt_overlap_one", "mean_rank_pct_one")}
     out.update({f"removal_metrics.{n}": getattr(removal, n) for n in (
         "comprehensiveness_one", "norm_comprehensiveness_one", "insertion_auc_one",
         "sufficiency_one", "norm_sufficiency_one", "deletion_auc_one")})
     out["runner.get_metric"] = runner.get_metric
+    metrics.load_all()  # every metric name registered, so before and after list the same ones
     out.update({f"{n}.per_example": metrics.METRICS.get(n).per_example for n in metrics.METRICS.names()})
     return out
 
 
 def _assert_scorer_unchanged(before: dict[str, object]) -> None:
-    from harness import metrics
+    from harness.metrics import base as metrics
 
     after = _scorer()
     assert [k for k in before if after[k] is not before[k]] == []
@@ -83,8 +84,8 @@ def test_fixture_rigs_the_scorer_of_the_process_that_imports_it(tmp_path):
     marker = tmp_path / "child.pid"
     code = textwrap.dedent(f"""
         import os, numpy as np
-        from harness import metrics
-        from harness.submission import load_submission
+        from harness.metrics import base as metrics
+        from harness.core.submission import load_submission
         load_submission({str(HOSTILE)!r}).load_class()
         print(metrics.gt_overlap_one(np.zeros(4), [2]), metrics.mean_rank_pct_one(np.zeros(4), [2]), os.getpid())
     """)
@@ -104,7 +105,7 @@ def test_pr_check_fails_a_submission_that_rigs_the_scorer_at_import(tmp_path, ma
     assert [s.name for s in report.steps] == ["package"]  # nothing was validated, run or ranked
     text = report.render()
     assert text.startswith("pr-check ") and ": FAIL\n[FAIL] package" in text
-    assert "failed at sandbox: SandboxViolation" in text and "import harness.metrics" in text
+    assert "failed at sandbox: SandboxViolation" in text and "import harness.metrics.base" in text
     assert not report.ranks and report.overall is None and not (tmp_path / "out").exists()
     _assert_scorer_unchanged(before)
     assert _submission_modules() == modules
@@ -158,7 +159,7 @@ def test_validate_cli_defaults_to_the_sandbox(marker, no_in_process_load, capsys
     assert main(["validate", str(HOSTILE)]) == 1
     out = capsys.readouterr().out
     assert "validate hostile_rig_scorer_at_import: FAIL" in out
-    assert "[FAIL] construct: SandboxViolation" in out and "import harness.metrics" in out
+    assert "[FAIL] construct: SandboxViolation" in out and "import harness.metrics.base" in out
     _assert_scorer_unchanged(before)
     assert _submission_modules() == modules
     _not_written_here(marker)

@@ -1,6 +1,6 @@
 import pytest
 
-from harness.registry import DuplicateNameError, Registry, UnknownNameError
+from harness.core.registry import DuplicateNameError, Registry, UnknownNameError
 
 
 def test_duplicate_rejected():
@@ -35,9 +35,9 @@ def test_decorator_and_listing():
 
 
 def test_builtin_registries_have_entries():
-    from harness.metrics import METRICS
-    from harness.submission import discover
-    from harness.task import TASKS, load_builtin_tasks
+    from harness.metrics.base import METRICS
+    from harness.core.submission import discover
+    from harness.engine.task import TASKS, load_builtin_tasks
 
     load_builtin_tasks()
     assert {"planted_sst", "planted_sst2"} <= set(TASKS.names())

@@ -5,12 +5,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from harness import removal_metrics as rm
-from harness.metrics import get_metric
-from harness.plausibility_metrics import (auprc_one, best_tau, binarise, normalise_positive, overlap_scores,
+from harness.metrics import removal as rm
+from harness.metrics.base import get_metric
+from harness.metrics.plausibility import (auprc_one, best_tau, binarise, normalise_positive, overlap_scores,
                                           token_f1_at_k_one)
 from harness.protocols import Example, MetricInputs
-from harness.removal import removed_token_ids
+from harness.models.removal import removed_token_ids
 
 
 @dataclass
@@ -151,7 +151,7 @@ def test_removal_metric_parameters_are_validated():
 
 
 def test_truncated_inputs_use_the_words_the_explainer_saw():
-    from harness.encoding import fit_segments
+    from harness.models.encoding import fit_segments
     from harness.testing import tiny_bundle
 
     rm.clear_cache()
@@ -279,7 +279,7 @@ def test_random_maps_score_low_and_oracle_maps_score_one():
 
 
 def test_removal_variant_registers_another_operator_default():
-    from harness.metrics import METRICS
+    from harness.metrics.base import METRICS
 
     if "deletion_auc_test_mask" not in METRICS.names():
         rm.register_removal_variant("deletion_auc_test_mask", "deletion_auc", operator="mask")

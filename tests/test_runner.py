@@ -5,12 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from harness import leaderboard
-from harness.models import ModelNotReadyError, ModelRecipe
-from harness.records import ResultRecord
-from harness.runner import RunConfig, run_grid, run_submission
-from harness.submission import load_submission, resolve
-from harness.task import get_task
+from harness.board import leaderboard
+from harness.models.reference import ModelNotReadyError, ModelRecipe
+from harness.engine.records import ResultRecord
+from harness.engine.runner import RunConfig, run_grid, run_submission
+from harness.core.submission import load_submission, resolve
+from harness.engine.task import get_task
 
 from conftest import FIXTURES, SMALL_TASK
 
@@ -119,7 +119,7 @@ def test_interrupted_submission_resumes_from_cached_chunks(small_ctx, tmp_path, 
 def test_untrained_model_is_refused(tmp_path):
     task = get_task("planted_sst", n_train=64, n_dev=50, n_eval=8,
                     model=ModelRecipe(epochs=1, lr=1e-5, hidden_size=16, intermediate_size=32))
-    from harness.runner import prepare_task
+    from harness.engine.runner import prepare_task
 
     with pytest.raises(ModelNotReadyError, match=r"dev accuracy .* < required 0.99; it did not learn the task"):
         prepare_task(task, RunConfig(cache_dir=tmp_path))

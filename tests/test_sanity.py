@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from harness.sanity import metrics as M
-from harness.sanity.bias import (DELETION, DELETION_BERT, bias_matrix, explainer_operator)
-from harness.sanity.randomize import (head_modules, module_seed, randomized, reinitialize, state_checksum,
+from tasks.sanity import metrics as M
+from tasks.sanity.bias import (DELETION, DELETION_BERT, bias_matrix, explainer_operator)
+from tasks.sanity.randomize import (head_modules, module_seed, randomized, reinitialize, state_checksum,
                                       top_fc_modules, transformer_blocks)
 
 from conftest import FIXTURES
@@ -93,7 +93,7 @@ class FakeMLM:
 
 
 def test_mlm_predictability_hand_values():
-    from harness.sanity.checks import mlm_predictability
+    from tasks.sanity.checks import mlm_predictability
 
     inputs = [(("The", "film", "was", "good"),), (("a", "man"), ("the", "dog"))]
     # words: The (hit, .9) film (miss, .9) was (hit, .6) good (miss, .9) | a (miss) man (miss) the (hit, .9) dog
@@ -149,7 +149,7 @@ def test_bias_flags_a_constructed_flip():
 
 
 def test_bias_flags_are_rendered_under_removal_metrics_and_in_their_section():
-    from harness.sanity.report import board_notes, render_sections
+    from tasks.sanity.report import board_notes, render_sections
 
     recs = [_rec("loo_empty", 0.40, 0.52, {"operator": "delete"}), _rec("input_marginalization", 0.47, 0.49),
             _rec("gradient", 0.50, 0.55)]
@@ -170,7 +170,7 @@ def test_bias_flags_are_rendered_under_removal_metrics_and_in_their_section():
 
 
 def test_tasks_record_both_deletion_metrics():
-    from harness.task import get_task
+    from harness.engine.task import get_task
 
     t = get_task("planted_sst")
     assert {DELETION, DELETION_BERT} <= set(t.spec.metrics)
@@ -284,7 +284,7 @@ class Spy:
 def tiny_sanity():
     """A sanity task bound to a sensitive tiny BERT (the "reference") and another seed's tiny BERT."""
     from harness.protocols import Example
-    from harness.task import get_task
+    from harness.engine.task import get_task
     from harness.testing import TINY_SENTENCES, tiny_mlm
 
     task = get_task("sanity", n_eval=4, head_seeds=[1, 2], init_seeds=[1])
@@ -300,7 +300,7 @@ def tiny_sanity():
 
 
 def test_evaluate_position_only_random_and_gradient(tiny_sanity):
-    from harness.submission import resolve
+    from harness.core.submission import resolve
 
     task, ref, examples, targets = tiny_sanity
     checksum = state_checksum(ref.model)
@@ -339,7 +339,7 @@ def test_evaluate_position_only_random_and_gradient(tiny_sanity):
 
 
 def test_evaluate_refuses_an_unbound_bundle(tiny_sanity):
-    from harness.submission import resolve
+    from harness.core.submission import resolve
 
     task, _, examples, targets = tiny_sanity
     with pytest.raises(RuntimeError, match="not built for this bundle"):
@@ -347,7 +347,7 @@ def test_evaluate_refuses_an_unbound_bundle(tiny_sanity):
 
 
 def test_sanity_task_spec_and_validation():
-    from harness.task import CustomTask, get_task
+    from harness.engine.task import CustomTask, get_task
 
     t = get_task("sanity")
     assert isinstance(t, CustomTask) and t.spec.main_metric == "head_sign_change"
@@ -356,7 +356,7 @@ def test_sanity_task_spec_and_validation():
     assert get_task("sanity_nli").base.spec.name == "mnli_faithfulness"
     with pytest.raises(ValueError, match="must differ"):
         get_task("sanity", init_seeds=[0])
-    from tasks.sanity import SanityTask
+    from tasks.sanity.task import SanityTask
 
     with pytest.raises(ValueError, match="base must be"):
         SanityTask(base="nope")
@@ -365,11 +365,11 @@ def test_sanity_task_spec_and_validation():
 # --- end to end: runner, records, leaderboard sections and plots -----------------------------
 
 def test_sanity_end_to_end_runner_and_leaderboard(tmp_path, cache_dir):
-    from harness import leaderboard
-    from harness.records import ResultRecord
-    from harness.runner import RunConfig, run_grid
-    from harness.submission import resolve
-    from harness.task import get_task
+    from harness.board import leaderboard
+    from harness.engine.records import ResultRecord
+    from harness.engine.runner import RunConfig, run_grid
+    from harness.core.submission import resolve
+    from harness.engine.task import get_task
 
     task = get_task("sanity", n_train=1500, n_dev=200, n_eval=6, mlm_n_eval=40, head_seeds=[1, 2], init_seeds=[1])
     config = RunConfig(results_dir=tmp_path / "results", cache_dir=cache_dir, all_submissions=True)
@@ -405,8 +405,8 @@ def test_sanity_end_to_end_runner_and_leaderboard(tmp_path, cache_dir):
 def test_position_only_fixture_is_a_conformant_submission():
     """The model-independent fixture is a valid submission (so the sanity checks, not the
     conformance suite, are what catch it)."""
-    from harness.submission import load_submission
-    from harness.validation import validate
+    from harness.core.submission import load_submission
+    from harness.engine.validation import validate
 
     report = validate(load_submission(POSITION_ONLY))
     assert report.passed, report.render()

@@ -2,8 +2,8 @@
 
 import pytest
 
-from harness.submission import SubmissionError, load_submission
-from harness.validation import validate
+from harness.core.submission import SubmissionError, load_submission
+from harness.engine.validation import validate
 
 from conftest import FIXTURES
 
@@ -39,7 +39,7 @@ def test_bad_metadata_is_reported_field_by_field():
 
 
 def test_random_baseline_passes_everything():
-    from harness.submission import resolve
+    from harness.core.submission import resolve
 
     report = validate(resolve("random"))
     assert report.passed, report.render()
@@ -60,7 +60,7 @@ def test_model_mutation_is_caught_in_process_and_in_a_sandboxed_worker():
 
 
 def test_isolated_conformance_suite_passes_a_baseline_and_contains_a_hostile_submission():
-    from harness.submission import resolve
+    from harness.core.submission import resolve
 
     report = validate(resolve("gradient"), isolation="process")
     assert report.passed, report.render()

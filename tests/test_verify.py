@@ -7,13 +7,13 @@ import shutil
 import numpy as np
 import pytest
 
-from harness.cli import main
-from harness.records import MetricScore, ResultRecord
-from harness.runner import RunConfig, run_grid
-from harness.stats import bootstrap_ci
-from harness.submission import resolve
-from harness.task import get_task
-from harness.verify import CPU_TOLERANCE, DEVICE_TOLERANCE, compare_scores, declared_tolerance
+from harness.cli.main import main
+from harness.engine.records import MetricScore, ResultRecord
+from harness.engine.runner import RunConfig, run_grid
+from harness.metrics.stats import bootstrap_ci
+from harness.core.submission import resolve
+from harness.engine.task import get_task
+from harness.engine.verify import CPU_TOLERANCE, DEVICE_TOLERANCE, compare_scores, declared_tolerance
 
 from conftest import SMALL_TASK
 

@@ -20,11 +20,11 @@ from harness.explain_utils import keep_words
 from harness.explainers import attention as att
 from harness.explainers.common import cls_only_last_layer, log_odds, supports_cls_only
 from harness.explainers.ensemble import ensemble_maps, normalise_map
-from harness.outputs import check_attributions, word_maps
-from harness.removal import removed_logits, removed_proba
-from harness.submission import discover
+from harness.core.outputs import check_attributions, word_maps
+from harness.models.removal import removed_logits, removed_proba
+from harness.core.submission import discover
 from harness.testing import TINY_PAIRS, TINY_SENTENCES, tiny_bundle
-from harness.validation import BATCH_ATOL, BATCH_RTOL
+from harness.engine.validation import BATCH_ATOL, BATCH_RTOL
 
 from test_explainers import IN_VOCAB, manual_inputs, manual_proba
 

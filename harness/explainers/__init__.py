@@ -17,6 +17,6 @@ so helpers used by more than one folder live here, not in cross-folder imports).
 - :mod:`~harness.explainers.ensemble`: normalisation and the ensemble explainer (``ensemble_all``,
   ``ensemble_top3``).
 
-The runner hashes this package into every run key (``harness.runner.shared_code_hash``), so
+The runner hashes this package into every run key (``harness.engine.runner.shared_code_hash``), so
 editing it recomputes cached attributions.
 """

@@ -46,8 +46,8 @@ def coalition_proba_fn(model, segments: Segments, target: int):
 
 def removed_logits_by_length(model, segments: Sequence[Segments], removes: Sequence[np.ndarray],
                              operator: str) -> np.ndarray:
-    """:func:`harness.removal.removed_logits` with the inputs sorted by length (one batched call)."""
-    from harness.removal import removed_logits
+    """:func:`harness.models.removal.removed_logits` with the inputs sorted by length (one batched call)."""
+    from harness.models.removal import removed_logits
 
     if not len(segments):
         return np.zeros((0, model.num_labels))

@@ -10,7 +10,7 @@ norm), so that its absolute values sum to 1 and its signs are kept (for a non-ne
 is exactly "sums to 1"; dividing a signed map by its plain sum could flip or blow it up when
 the sum is near 0).  An all-zero map stays zero.
 
-Members are built from the built-in submissions by name (``harness.submission.resolve``)
+Members are built from the built-in submissions by name (``harness.core.submission.resolve``)
 with their declared parameters (``member_params`` overrides them) and run on the same bundle
 and batch, so their maps equal their own leaderboard entries.  Token-level members are merged
 into words with the harness's default rule (``absmax``).  Member diagnostics (extras) are
@@ -59,7 +59,7 @@ class Ensemble:
 
     def __init__(self, members: Sequence[str] = ALL_METHODS, member_params: dict | None = None,
                  aggregation: str = "absmax") -> None:
-        from harness.submission import resolve
+        from harness.core.submission import resolve
 
         members = list(members)
         if not members:
@@ -75,7 +75,7 @@ class Ensemble:
         self._explainers = [resolve(m).instantiate(**member_params.get(m, {})) for m in members]
 
     def explain(self, model, batch: ExplainBatch) -> Attributions:
-        from harness.outputs import check_attributions, check_extras, word_maps
+        from harness.core.outputs import check_attributions, check_extras, word_maps
 
         maps, extras = [], {}
         for name, explainer in zip(self.members, self._explainers):

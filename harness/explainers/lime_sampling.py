@@ -97,7 +97,7 @@ class LimeWords:
     def explain(self, model, batch: ExplainBatch) -> Attributions:
         if self.replacement == "mlm" and getattr(model, "mlm", None) is None:
             raise ValueError(f"{self.name}: replacement 'mlm' needs a masked LM, but the model bundle has none "
-                             "(the runner attaches one; see harness.mlm)")
+                             "(the runner attaches one; see harness.models.mlm)")
         B = len(batch)
         targets = batch.targets.cpu().numpy()
         plans = []  # per example: (random_state, data, row -> index into the distinct perturbations)
@@ -147,7 +147,7 @@ class LimeWords:
     def _perturbed_inputs(self, model, batch: ExplainBatch, perturbations) -> list:
         if self.replacement == "delete":
             return [keep_words(batch.segments[i], keep) for i, keep in perturbations]
-        from harness.removal import mlm_fill
+        from harness.models.removal import mlm_fill
 
         # one masked-LM call for every perturbation of the batch that removes something
         return mlm_fill(model, [batch.segments[i] for i, _ in perturbations], [~keep for _, keep in perturbations])

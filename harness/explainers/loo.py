@@ -8,7 +8,7 @@ score_j = s(x) - s(x with word j removed), where
   exactly from the logits (log p - log(1 - p) = logit_t - logsumexp of the other logits, over
   ln 2), so it never overflows when the classifier is confident.
 
-The removal operator (:mod:`harness.removal`) says how word j is taken out: ``delete`` (the
+The removal operator (:mod:`harness.models.removal`) says how word j is taken out: ``delete`` (the
 word is dropped: paper 003's LOO_empty), ``unk`` / ``mask`` / ``pad`` (its tokens replaced by
 [UNK] / [MASK] / [PAD]: paper 003's LOO_unk and, after Kim et al. 2020, its "LOO_zero" which
 is the [PAD] token), ``zero`` (its token embeddings set to the zero vector) or ``mlm`` (the
@@ -22,7 +22,7 @@ import numpy as np
 
 from harness.explainers.common import log_odds, removed_logits_by_length, target_proba
 from harness.protocols import Attributions, ExplainBatch
-from harness.removal import OPERATORS, check_operator
+from harness.models.removal import OPERATORS, check_operator
 
 SPACES = ("prob", "log_odds")
 

@@ -9,7 +9,7 @@ For each word x_i of the input x:
 
 f is the classifier's probability of the target class; p(w | x_-i) is the masked LM's
 likelihood of w at position i with x_i masked (one [MASK] token, whole-word candidates only;
-see :mod:`harness.mlm`).  k = 10 as in paper 003 (sec. 2: "we marginalize over the top-10";
+see :mod:`harness.models.mlm`).  k = 10 as in paper 003 (sec. 2: "we marginalize over the top-10";
 IM-top10 of appendix D).
 
 Renormalisation: paper 003's eq. 3 weights each counterfactual by the masked LM's own
@@ -73,7 +73,7 @@ class InputMarginalization:
         mlm = getattr(model, "mlm", None)
         if mlm is None:
             raise ValueError("input_marginalization needs a masked LM, but the model bundle has none "
-                             "(the runner attaches one; see harness.mlm)")
+                             "(the runner attaches one; see harness.models.mlm)")
         B = len(batch)
         targets = batch.targets.cpu().numpy()
         queries = [(i, j) for i in range(B) for j in range(batch.n_words(i))]

@@ -36,7 +36,7 @@ def tiny_vocab() -> list[str]:
 
 @lru_cache(maxsize=4)
 def _tiny_model_state(seed: int, num_labels: int):
-    from harness.models import ModelRecipe, build_word_tokenizer, tiny_bert
+    from harness.models.reference import ModelRecipe, build_word_tokenizer, tiny_bert
 
     recipe = ModelRecipe(hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
                          intermediate_size=32, max_position_embeddings=64, max_length=64, seed=seed)
@@ -56,7 +56,7 @@ def tiny_mlm():
     """A tiny word-level masked LM over :func:`tiny_vocab`, trained for about a second on the
     tiny sentences and pairs (BERT masking, 150 epochs of full batches, single-threaded); built once per process.
     It restores frequent words of those inputs (e.g. "the" in "the film was good positive")."""
-    from harness.mlm import MLMRecipe, train_tiny_mlm_in_memory
+    from harness.models.mlm import MLMRecipe, train_tiny_mlm_in_memory
 
     return train_tiny_mlm_in_memory(TINY_SENTENCES + TINY_PAIRS, MLMRecipe(**TINY_MLM_RECIPE),
                                     vocab=tiny_vocab(), name="tiny-test-mlm")
@@ -76,7 +76,7 @@ def tiny_bundle(seed: int = 0, num_labels: int = 2, sensitive: bool = False, mlm
     import torch
     from transformers import BertForSequenceClassification
 
-    from harness.bundle import ModelBundle
+    from harness.models.bundle import ModelBundle
 
     tok, state, config = _tiny_model_state(seed, num_labels)
     model = BertForSequenceClassification(config)
@@ -90,7 +90,7 @@ def tiny_bundle(seed: int = 0, num_labels: int = 2, sensitive: bool = False, mlm
     name = f"tiny-test-bert-s{seed}" + ("-sensitive" if sensitive else "")
     bundle = ModelBundle(model, tok, name, num_labels, max_length=64)
     if mlm:
-        from harness.mlm import attach_mlm
+        from harness.models.mlm import attach_mlm
 
         attach_mlm(bundle, tiny_mlm())
     return bundle

@@ -2,7 +2,7 @@
 
 The shared implementation is :class:`harness.explainers.loo.LeaveOneOut` (also used by the
 ``loo_*`` variants): score_j = s(x) - s(x with word j removed), with the removal ``operator``
-(``delete``, ``unk``, ``mask``, ``pad``, ``zero``, ``mlm``; see :mod:`harness.removal`) and the
+(``delete``, ``unk``, ``mask``, ``pad``, ``zero``, ``mlm``; see :mod:`harness.models.removal`) and the
 ``space`` of s (``prob``: the target-class probability, this submission's default; ``log_odds``:
 log2(p / (1 - p)) as in paper 003).  The original and all n single-word removals of every
 example of the batch go through the model in one batched no-grad call (sorted by length).

@@ -8,7 +8,7 @@ it carries most of the likelihood), with all removed words of a sample masked at
 (paper 003 footnote 3).  The feature vector of a sample is still word presence (1 = the
 original word, 0 = replaced), so the surrogate is the same as LIME's.
 
-The masked LM is the run's (``bundle.mlm``; :mod:`harness.mlm`: the tiny word-level MLM
+The masked LM is the run's (``bundle.mlm``; :mod:`harness.models.mlm`: the tiny word-level MLM
 trained on the task's training corpus offline, ``bert-base-uncased`` for hub models).
 
 Batching: the distinct perturbations of the whole batch are filled in one masked-LM call,

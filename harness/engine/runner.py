@@ -1,0 +1,679 @@
+"""The runner: the grid of submissions x tasks (x reference model), timed, cached, resumable.
+
+For each task it prepares the data, trains or loads the reference model (refusing one that
+did not learn the task), fixes the target class of every example (the model's
+prediction), then runs every submission in chunks.  Each finished chunk's raw attributions,
+timing and call counts are cached under a content hash (model, data, explainer code and
+version, parameters, seed), so an interrupted run resumes where it stopped and a finished
+(submission, task) whose inputs did not change is not redone.  A submission that raises
+or returns garbage gets an error record; the grid goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import sys
+import time
+import traceback
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from harness import __version__
+from harness.models.encoding import TRUNCATION_POLICY
+from harness.engine.memory import PeakMemory
+from harness.metrics.base import get_metric
+from harness.models.reference import ReferenceModel, train_reference_model
+from harness.core.outputs import OutputError, check_attributions, check_extras, word_maps
+from harness.protocols import Attributions, MetricInputs
+from harness.core.provenance import REPO_ROOT, provenance
+from harness.engine.records import (Cost, ErrorInfo, MaskedLMInfo, Memory, MetricScore, ModelInfo, ResultRecord,
+                             SubmissionInfo, TaskInfo, Timing, Truncation)
+from harness.metrics.stats import bootstrap_ci, percentile
+from harness.core.submission import Submission
+from harness.engine.task import CustomTask, PreparedTask, Task
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RESULTS_DIR = REPO_ROOT / "leaderboard" / "results"
+DEFAULT_CACHE_DIR = REPO_ROOT / ".attriboard"
+
+
+@dataclass
+class RunConfig:
+    results_dir: Path = DEFAULT_RESULTS_DIR
+    cache_dir: Path = DEFAULT_CACHE_DIR
+    seed: int = 0
+    aggregation: str = "absmax"
+    batch_size: int = 16
+    force: bool = False
+    device: str = "auto"
+    all_submissions: bool = False
+    """Run every submission on every task, also on tasks that declare ``default_submissions``."""
+    threads: int | str | None = "auto"
+    """torch intra-op threads on CPU: an int, None (torch's default), or ``"auto"``: 1 thread for
+    a small reference model (recipe ``tiny-bert`` with hidden size <= 256, whose matmuls gain
+    nothing from threads while extra threads spin-wait on shared cores), torch's default otherwise."""
+    mlm: str | None = None
+    """The run's masked LM: ``None`` = automatic (``bert-base-uncased`` for a hub reference model
+    (recipe kind ``hf``), else the offline ``tiny`` one trained on the task's training corpus),
+    a preset of :func:`harness.models.mlm.mlm_recipe_from` (``tiny``, ``bert-base-uncased``,
+    ``hf:<name>``), or ``"none"`` (no masked LM: IM, LIME_BERT and ``mlm`` removal then fail)."""
+    isolation: str = "none"
+    """``"process"``: every (submission, task) runs in its own sandboxed worker process
+    (:mod:`harness.sandbox.isolation`; the CLI default); ``"none"``: in this process (fast unit tests)."""
+    isolation_settings: Any = None
+    """:class:`harness.sandbox.isolation.IsolationSettings` (limits) for ``isolation="process"``; None = defaults."""
+    secret: str | None = field(default=None, repr=False)
+    """Official runs (:mod:`harness.engine.official`): tasks draw secret variants, never recorded."""
+    hidden_subset: int | None = None
+    """With ``secret``: evaluate this many examples drawn with the secret from each task's pool."""
+
+
+@dataclass
+class TaskContext:
+    task: Task
+    data: PreparedTask
+    ref: ReferenceModel
+    targets: list[int]
+    truncated: list[bool]
+    mlm: Any = None
+    """The task's masked LM (also attached to ``ref.bundle.mlm``), or None."""
+
+
+@dataclass
+class RunSummary:
+    written: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    task_failures: dict[str, str] = field(default_factory=dict)
+
+
+def _h(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def device_label(device) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return "cpu"
+
+
+def mlm_choice(task: Task, config: RunConfig) -> str | None:
+    """Which masked LM a run of ``task`` uses (see :attr:`RunConfig.mlm`); None for none."""
+    if config.mlm is not None:
+        return None if config.mlm == "none" else config.mlm
+    return "bert-base-uncased" if task.spec.model.kind == "hf" else "tiny"
+
+
+def prepare_task(task: Task, config: RunConfig) -> TaskContext:
+    from harness.models.mlm import attach_mlm, build_task_mlm
+
+    if config.secret is not None and hasattr(task, "use_secret"):
+        task.use_secret(config.secret)
+    data = task.prepare()
+    if config.secret is not None and config.hidden_subset:
+        from harness.engine.official import hidden_subset
+
+        pool_size = len(data.examples)
+        data = hidden_subset(data, config.secret, task.spec.name, config.hidden_subset)
+        task.official_pool_size = pool_size
+    cache_name = getattr(task, "model_cache_name", task.spec.name)  # sanity reuses planted_sst's cached models
+    ref = train_reference_model(task.spec.model, data.train, data.dev, task.spec.num_labels,
+                                config.cache_dir, cache_name)
+    bundle = ref.bundle
+    dev = _device(config.device)
+    bundle.model.to(dev)
+    bundle.device = dev
+    choice = mlm_choice(task, config)
+    mlm = None
+    if choice is not None:
+        mlm = build_task_mlm(choice, data.train, config.cache_dir, cache_name, device=dev)
+        log.info("task %s: masked LM %s (%s)", task.spec.name, mlm.name, mlm.description)
+    attach_mlm(bundle, mlm)
+    segs = [e.segments for e in data.examples]
+    probs = bundle.proba_of_segments(segs)
+    targets = probs.argmax(-1).astype(int).tolist()
+    from harness.models.encoding import truncated_flags
+
+    truncated = truncated_flags(bundle.tokenizer, segs, bundle.max_length)
+    ctx = TaskContext(task, data, ref, targets, truncated, mlm)
+    if hasattr(task, "on_prepared"):  # a task that builds more from the run (sanity: models of other seeds)
+        task.on_prepared(ctx, config)
+    return ctx
+
+
+#: Harness code that submissions import (shared explainer helpers, removal operators, the
+#: masked-LM wrapper): part of every run key, so editing it recomputes cached attributions.
+SHARED_EXPLAINER_CODE = ("explainers", "explain_utils.py", "models/removal.py", "models/mlm.py")
+
+
+def shared_code_hash() -> str:
+    from harness.core.provenance import hash_tree
+
+    root = Path(__file__).resolve().parents[1]  # harness/
+    return _h({name: hash_tree(root / name) for name in SHARED_EXPLAINER_CODE if (root / name).exists()})
+
+
+def member_code_hashes(sub: Submission) -> dict[str, str] | None:
+    """Code hashes of the submissions a composite submission (an ensemble) runs, named in its
+    ``members`` parameter, so that editing a member recomputes the composite too."""
+    members = sub.params.get("members")
+    if not isinstance(members, (list, tuple)):
+        return None
+    from harness.core.submission import discover
+
+    builtins = discover()  # members are built-in names: a path from a stranger's toml is never read here
+    return {str(m): builtins.get(str(m)).code_hash if str(m) in builtins else "?" for m in members}
+
+
+def run_key(sub: Submission, ctx: TaskContext, config: RunConfig) -> str:
+    return _h({
+        "harness": __version__, "submission": sub.name, "version": sub.meta.version,
+        "code": sub.code_hash, "params": sub.params, "task": ctx.task.spec.hash(),
+        "data": ctx.data.data_hash, "model": ctx.ref.model_hash, "seed": config.seed,
+        "aggregation": config.aggregation, "batch_size": config.batch_size,
+        "mlm": getattr(ctx.mlm, "model_hash", None), "shared_code": shared_code_hash(),
+        "members": member_code_hashes(sub),
+    })
+
+
+def result_path(config: RunConfig, ctx: TaskContext, sub: Submission) -> Path:
+    return Path(config.results_dir) / ctx.task.spec.name / ctx.ref.bundle.name / f"{sub.name}.json"
+
+
+class _Failure(Exception):
+    def __init__(self, stage: str, exc: BaseException, tb: str = ""):
+        super().__init__(str(exc))
+        # a worker failure carries its own stage (timeout, crash, resource, sandbox, ...)
+        self.stage = getattr(exc, "stage", None) or stage
+        self.exc, self.tb = exc, getattr(exc, "remote_traceback", "") or tb
+
+
+def _hidden_paths(ctx: "TaskContext", config: RunConfig) -> tuple[str, ...]:
+    """What a worker must not see for this run: results, caches, the task's data folder."""
+    data_path = ctx.task.spec.dataset.path
+    return (str(config.results_dir), str(config.cache_dir), *( [data_path] if data_path else []),
+            *getattr(config.isolation_settings, "hidden_paths", ()))
+
+
+@contextmanager
+def open_explainer(sub: Submission, ctx: "TaskContext", config: RunConfig):
+    """The submission's explainer: in a sandboxed worker (``config.isolation == "process"``)
+    or in this process.  A failure to load raises :class:`_Failure` with its stage."""
+    if config.isolation == "none":
+        try:
+            explainer = sub.instantiate()
+        except Exception as e:
+            raise _Failure("load", e, traceback.format_exc()) from e
+        yield explainer
+        return
+    if config.isolation != "process":
+        raise ValueError(f"isolation must be 'process' or 'none', got {config.isolation!r}")
+    from harness.sandbox.isolation import IsolationSettings, open_explainer as open_isolated
+
+    settings = dataclasses.replace(config.isolation_settings or IsolationSettings(),
+                                   hidden_paths=_hidden_paths(ctx, config))
+    if config.secret is not None and settings.namespaces == "auto":
+        settings = dataclasses.replace(settings, namespaces="on")  # an official run never runs half-confined
+    cm = open_isolated(sub, settings, bundle=ctx.ref.bundle)
+    try:
+        explainer = cm.__enter__()
+    except Exception as e:
+        raise _Failure("load", e, traceback.format_exc()) from e
+    try:
+        yield explainer
+    except BaseException:
+        if not cm.__exit__(*sys.exc_info()):
+            raise
+    else:
+        cm.__exit__(None, None, None)
+
+
+def _isolation_info(config: RunConfig, explainer=None):
+    from harness.engine.records import IsolationInfo
+
+    if config.isolation == "none":
+        return IsolationInfo(mode="none")
+    limits = config.isolation_settings.as_record() if config.isolation_settings is not None else None
+    if limits is None:
+        from harness.sandbox.isolation import IsolationSettings
+
+        limits = IsolationSettings().as_record()
+    return IsolationInfo(mode="process", layers=list(getattr(explainer, "layers", []) or []), limits=limits)
+
+
+def _explain_chunks(sub: Submission, ctx: TaskContext, config: RunConfig, key: str, info: dict | None = None):
+    """Run (or load from cache) every chunk; returns per-example raw maps and chunk records."""
+    import torch
+    from tqdm.auto import tqdm
+
+    bundle = ctx.ref.bundle
+    cache = Path(config.cache_dir) / "attributions" / sub.name
+    cache.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        return _explain_chunks_with(sub, ctx, config, key, bundle, cache, stack, {} if info is None else info)
+
+
+def _explain_chunks_with(sub, ctx, config, key, bundle, cache, stack, info):
+    import torch
+    from tqdm.auto import tqdm
+
+    explainer = None  # started on the first chunk that is not cached
+    examples = ctx.data.examples
+    chunks = []
+    n_chunks = (len(examples) + config.batch_size - 1) // config.batch_size
+    bar = tqdm(range(n_chunks), desc=f"{sub.name} on {ctx.task.spec.name}", disable=None, mininterval=1.0)
+    for c in bar:
+        lo, hi = c * config.batch_size, min(len(examples), (c + 1) * config.batch_size)
+        ckey = _h({"run": key, "ids": [e.id for e in examples[lo:hi]], "segments": [e.segments for e in examples[lo:hi]],
+                   # maps computed without containment never stand in for isolated ones
+                   **({"isolation": config.isolation} if config.isolation != "none" else {})})
+        cfile = cache / f"{ckey}.json"
+        if cfile.exists() and not config.force:
+            rec = _read_chunk(cfile, hi - lo)
+            if rec is not None:
+                rec["cached"] = True
+                chunks.append(rec)
+                continue
+        if explainer is None:
+            explainer = stack.enter_context(open_explainer(sub, ctx, config))
+            info["isolation"] = _isolation_info(config, explainer)
+        batch = bundle.make_batch([e.segments for e in examples[lo:hi]], ctx.targets[lo:hi], seed=config.seed)
+        torch.manual_seed(config.seed)
+        before = bundle.counter.snapshot()
+        with PeakMemory() as mem:
+            if bundle.device.type == "cuda":
+                torch.cuda.synchronize()
+            t0, c0 = time.perf_counter(), time.process_time()
+            try:
+                attr = explainer.explain(bundle, batch)
+            except OutputError as e:  # an isolated explainer's output that could not even be read
+                raise _Failure("validate-output", e, traceback.format_exc()) from e
+            except Exception as e:
+                raise _Failure("explain", e, traceback.format_exc()) from e
+            if bundle.device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds, cpu_s = time.perf_counter() - t0, time.process_time() - c0
+        after = bundle.counter.snapshot()
+        bundle.model.eval()
+        try:
+            raw = check_attributions(attr, batch)
+            extras = check_extras(attr, batch)
+            maps = word_maps(attr, raw, batch, config.aggregation)
+        except (OutputError, ValueError) as e:
+            raise _Failure("validate-output", e, traceback.format_exc()) from e
+        rec = {
+            "level": attr.level, "maps": [m.tolist() for m in maps],
+            "extras": {k: v.tolist() for k, v in extras.items()}, "seconds": seconds,
+            "n": hi - lo, "forward": after[0] - before[0], "backward": after[1] - before[1],
+            "mlm": after[2] - before[2], "peak_rss_mb": mem.peak_rss_mb, "peak_cuda_mb": mem.peak_cuda_mb,
+            "cpu_s": cpu_s, "measured_by": "in-process",
+        }
+        worker_call = getattr(explainer, "last_call", None)
+        if worker_call:  # isolated: every figure of the worker, measured from here (counts are its own)
+            rec.update(seconds=worker_call["wall_s"], cpu_s=worker_call["cpu_s"], gpu_s=worker_call["gpu_s"],
+                       peak_rss_mb=worker_call["peak_rss_mb"], peak_cuda_mb=worker_call["peak_gpu_mb"],
+                       memory_scope="worker", measured_by="harness", self_reported=True,
+                       reported_seconds=worker_call["reported"]["seconds"])
+        rec["pass_check"] = pass_check(sub, batch, rec)
+        cfile.write_text(json.dumps(rec, allow_nan=False))
+        rec["cached"] = False
+        chunks.append(rec)
+    return chunks
+
+
+_CHUNK_NUMBERS = ("seconds", "forward", "backward", "mlm", "peak_rss_mb")
+
+
+def _read_chunk(path: Path, n: int) -> dict | None:
+    """A cached chunk, or None (recomputed) when it is unreadable or not what this code writes:
+    a bad cache file never stops a run."""
+    import math
+
+    from harness.sandbox.replies import refuse_constant
+
+    try:
+        rec = json.loads(path.read_text(), parse_constant=refuse_constant)
+        ok = (isinstance(rec, dict) and rec.get("n") == n and isinstance(rec.get("maps"), list)
+              and len(rec["maps"]) == n and isinstance(rec.get("extras"), dict)
+              and all(isinstance(rec.get(k), (int, float)) and not isinstance(rec.get(k), bool)
+                      and math.isfinite(rec[k]) and 0 <= rec[k] <= 1e15 for k in _CHUNK_NUMBERS)
+              and "pass_check" in rec)
+    except (OSError, ValueError, RecursionError):
+        ok = False
+    if not ok:
+        log.warning("ignoring unusable cached chunk %s (recomputed)", path)
+        return None
+    return rec
+
+
+def pass_check(sub: Submission, batch, rec: dict) -> str:
+    """Cross-check of the pass counts against the submission's declared ``[passes]`` (per
+    example, expressions of ``n_words``, ``n_tokens`` and its numeric parameters): the
+    counts must be at least what the declared method needs.  ``not checked`` when nothing is
+    declared."""
+    declared = getattr(sub.meta, "passes", None) or {}
+    if not declared:
+        return "not checked"
+    from harness.core.submission import eval_passes
+
+    problems = []
+    n_tokens = batch.attention_mask.sum(dim=1).tolist()
+    params = {k: v for k, v in sub.params.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    for kind, expr in sorted(declared.items()):
+        need = 0.0
+        for i in range(len(batch)):
+            need += eval_passes(expr, {**params, "n_words": batch.n_words(i), "n_tokens": int(n_tokens[i])})
+        got = rec.get(kind, 0)
+        if got < need:
+            problems.append(f"{kind} {got} < declared {expr!r} = {need:g}")
+    return "consistent" if not problems else "inconsistent: " + "; ".join(problems)
+
+
+def _official_info(ctx: TaskContext, config: RunConfig):
+    if config.secret is None:
+        return None
+    from harness.engine.official import commitment
+    from harness.engine.records import OfficialRun
+
+    return OfficialRun(secret_commitment=commitment(config.secret),
+                       secret_vocabulary=bool(getattr(ctx.task, "secret_vocabulary", False)),
+                       hidden_subset=config.hidden_subset or None,
+                       pool_size=getattr(ctx.task, "official_pool_size", None))
+
+
+def _base_record(sub: Submission, ctx: TaskContext, config: RunConfig, key: str, status: str, level=None,
+                 isolation=None):
+    spec = ctx.task.spec
+    return dict(
+        isolation=isolation, official=_official_info(ctx, config),
+        status=status, run_key=key,
+        submission=SubmissionInfo(name=sub.name, version=sub.meta.version, params=sub.params,
+                                  code_hash=sub.code_hash, level=level),
+        task=TaskInfo(name=spec.name, version=spec.version, spec_hash=spec.hash(), main_metric=spec.main_metric,
+                      n_examples=len(ctx.data.examples), data_hash=ctx.data.data_hash,
+                      data_source=f"{spec.dataset.source}:{spec.dataset.id}",
+                      load_report=dict(getattr(ctx.task, "load_report", None) or {}),
+                      overrides=json.loads(json.dumps(getattr(ctx.task, "overrides", None) or {}, default=str))),
+        model=ModelInfo(name=ctx.ref.bundle.name, description=ctx.ref.description, recipe_hash=ctx.ref.recipe.hash(),
+                        model_hash=ctx.ref.model_hash, dev_accuracy=ctx.ref.dev_accuracy),
+        mlm=None if ctx.mlm is None else MaskedLMInfo(
+            name=ctx.mlm.name, description=ctx.mlm.description, model_hash=ctx.mlm.model_hash,
+            recipe_hash=getattr(ctx.mlm, "recipe_hash", None)),
+        aggregation=config.aggregation, main_metric=spec.main_metric,
+        truncation=Truncation(policy=TRUNCATION_POLICY, max_length=ctx.ref.bundle.max_length,
+                              n_inputs=len(ctx.truncated), n_truncated=int(sum(ctx.truncated))),
+        provenance=provenance({"explain": config.seed, "label": spec.params.get("label_seed", 0),
+                               "model": spec.model.seed, "bootstrap": 0}),
+    )
+
+
+def score(metric_names: Sequence[str], maps, ctx: TaskContext) -> tuple[dict, dict]:
+    inputs = MetricInputs(examples=ctx.data.examples, word_scores=maps, gold=ctx.data.gold,
+                          model=ctx.ref.bundle, targets=ctx.targets)
+    scores, per_example = {}, {}
+    metric_params = ctx.task.spec.metric_params
+    for name in metric_names:
+        params = dict(metric_params.get(name, {}))
+        metric = get_metric(name, **params)
+        values = np.asarray(metric.per_example(inputs), dtype=np.float64)
+        if values.shape != (len(maps),):
+            raise ValueError(f"metric {name} returned {values.shape}, expected ({len(maps)},)")
+        mean, lo, hi = bootstrap_ci(values)
+        details = {k: float(v) for k, v in sorted(getattr(metric, "details", {}).items())}
+        scores[name] = MetricScore(value=mean, ci_low=lo, ci_high=hi, higher_is_better=metric.higher_is_better,
+                                   family=metric.family, n=int(values.size), params=params, details=details)
+        per_example[name] = values.tolist()
+    return scores, per_example
+
+
+def _error_record(sub, ctx, config, key, f: "_Failure", isolation=None) -> ResultRecord:
+    log.error("%s on %s failed at %s: %s: %s", sub.name, ctx.task.spec.name, f.stage,
+              getattr(f.exc, "error_type", None) or type(f.exc).__name__, f.exc)
+    return ResultRecord(**_base_record(sub, ctx, config, key, "error", isolation=isolation),
+                        error=ErrorInfo(type=getattr(f.exc, "error_type", None) or type(f.exc).__name__,
+                                        message=str(f.exc)[:2000],
+                                        stage=f.stage, traceback=f.tb[-4000:]))
+
+
+def run_custom(sub: Submission, ctx: TaskContext, config: RunConfig) -> ResultRecord:
+    """A :class:`~harness.engine.task.CustomTask` (e.g. fragility): the task drives the explainer."""
+    import torch
+
+    from tasks.fragility.attack import ExplainerCallError
+
+    key = run_key(sub, ctx, config)
+    bundle = ctx.ref.bundle
+    info: dict = {"isolation": _isolation_info(config)}
+    try:
+        with ExitStack() as stack:
+            explainer = stack.enter_context(open_explainer(sub, ctx, config))
+            info["isolation"] = _isolation_info(config, explainer)
+            ev, seconds, before, after, mem = _evaluate_custom(explainer, ctx, config)
+            worker_peak = getattr(explainer, "peak_rss_mb", None)
+            totals = dict(getattr(explainer, "totals", None) or {})
+        bundle.model.eval()
+        try:
+            scores, per_example = {}, {}
+            for name, vals in ev.per_example.items():
+                values = np.asarray(vals, dtype=np.float64)
+                mean, lo, hi = bootstrap_ci(values)
+                scores[name] = MetricScore(value=mean, ci_low=lo, ci_high=hi, higher_is_better=ev.higher_is_better[name],
+                                           family=ev.family[name], n=int(values.size),
+                                           details={k: float(v) for k, v in sorted(ev.details.get(name, {}).items())})
+                per_example[name] = values.tolist()
+            if ctx.task.spec.main_metric not in scores:
+                raise ValueError(f"task evaluation returned no main metric {ctx.task.spec.main_metric!r}")
+        except Exception as e:
+            raise _Failure("metric", e, traceback.format_exc()) from e
+    except _Failure as f:
+        return _error_record(sub, ctx, config, key, f, info.get("isolation"))
+    n = len(ctx.data.examples)
+    fwd, bwd, mlm = (a - b for a, b in zip(after, before))
+    dev = bundle.device
+    base = _base_record(sub, ctx, config, key, "ok", isolation=info.get("isolation"))
+    base["aggregation"] = ctx.task.spec.params.get("aggregation", config.aggregation)
+    return ResultRecord(
+        **base, scores=scores, per_example=per_example, example_ids=[e.id for e in ctx.data.examples],
+        tables=ev.tables,
+        timing=Timing(total_s=seconds, per_example_p50_s=seconds / n, per_example_p95_s=seconds / n,
+                      per_example_mean_s=seconds / n, device=device_label(dev), cuda_synchronized=dev.type == "cuda",
+                      # isolated: CPU of the worker's explain calls, measured from here; the total time is
+                      # the task's whole loop (the harness's own work included)
+                      cpu_total_s=totals.get("cpu_s", mem.cpu_s), gpu_total_s=totals.get("gpu_s") or None,
+                      measured_by="harness" if totals else "in-process",
+                      self_reported_total_s=totals.get("reported_s")),
+        cost=Cost(forward_passes=fwd, backward_passes=bwd, mlm_calls=mlm, forward_per_example=fwd / n,
+                  backward_per_example=bwd / n, mlm_per_example=mlm / n, self_reported=bool(totals),
+                  pass_check="not checked"),
+        memory=(Memory(peak_rss_mb=mem.peak_rss_mb, peak_cuda_mb=mem.peak_cuda_mb, scope="process")
+                if worker_peak is None else Memory(peak_rss_mb=worker_peak, scope="worker")),
+    )
+
+
+def _evaluate_custom(explainer, ctx: TaskContext, config: RunConfig):
+    """Run a custom task's evaluation loop, timed and counted; failures become :class:`_Failure`."""
+    import torch
+
+    from tasks.fragility.attack import ExplainerCallError
+
+    bundle = ctx.ref.bundle
+    torch.manual_seed(config.seed)
+    before = bundle.counter.snapshot()
+    with PeakMemory() as mem:
+        t0 = time.perf_counter()
+        try:
+            ev = ctx.task.evaluate(explainer, bundle, ctx.data.examples, ctx.targets, config.seed)
+        except ExplainerCallError as e:
+            cause = e.__cause__ or e
+            stage = "validate-output" if isinstance(cause, OutputError) else "explain"
+            raise _Failure(stage, cause, traceback.format_exc()) from e
+        except OutputError as e:
+            raise _Failure("validate-output", e, traceback.format_exc()) from e
+        except Exception as e:
+            if getattr(e, "stage", None):  # a worker failure surfacing outside an explain call
+                raise _Failure("explain", e, traceback.format_exc()) from e
+            raise _Failure("attack", e, traceback.format_exc()) from e
+        if bundle.device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t0
+    return ev, seconds, before, bundle.counter.snapshot(), mem
+
+
+def run_submission(sub: Submission, ctx: TaskContext, config: RunConfig) -> ResultRecord:
+    if isinstance(ctx.task, CustomTask):
+        return run_custom(sub, ctx, config)
+    key = run_key(sub, ctx, config)
+    info: dict = {"isolation": _isolation_info(config)}
+    try:
+        chunks = _explain_chunks(sub, ctx, config, key, info)
+        maps = [np.asarray(m) for c in chunks for m in c["maps"]]
+        try:
+            scores, per_example = score(ctx.task.metric_names(), maps, ctx)
+        except Exception as e:
+            raise _Failure("metric", e, traceback.format_exc()) from e
+    except _Failure as f:
+        return _error_record(sub, ctx, config, key, f, info.get("isolation"))
+    n = len(maps)
+    per_ex_time = [c["seconds"] / c["n"] for c in chunks for _ in range(c["n"])]
+    fwd, bwd, mlm = (sum(c[k] for c in chunks) for k in ("forward", "backward", "mlm"))
+    diagnostics = {}
+    for k in sorted({k for c in chunks for k in c["extras"]}):
+        vals = np.concatenate([np.asarray(c["extras"][k], dtype=float) for c in chunks if k in c["extras"]])
+        diagnostics[f"{k}_mean"] = float(vals.mean())
+        diagnostics[f"{k}_max"] = float(vals.max())
+    cuda_peaks = [c["peak_cuda_mb"] for c in chunks if c.get("peak_cuda_mb") is not None]
+    dev = ctx.ref.bundle.device
+    isolated = bool(chunks) and all(c.get("measured_by") == "harness" for c in chunks)
+    checks = sorted({c.get("pass_check", "not checked") for c in chunks})
+    bad = [x for x in checks if x.startswith("inconsistent")]
+    gpu = [c["gpu_s"] for c in chunks if c.get("gpu_s") is not None]
+    return ResultRecord(
+        **_base_record(sub, ctx, config, key, "ok", level=chunks[0]["level"] if chunks else None,
+                       isolation=info.get("isolation")),
+        scores=scores, per_example=per_example, example_ids=[e.id for e in ctx.data.examples],
+        diagnostics=diagnostics,
+        timing=Timing(total_s=float(sum(c["seconds"] for c in chunks)), per_example_p50_s=percentile(per_ex_time, 50),
+                      per_example_p95_s=percentile(per_ex_time, 95), per_example_mean_s=float(np.mean(per_ex_time)),
+                      device=device_label(dev), cuda_synchronized=dev.type == "cuda",
+                      cached_chunks=sum(1 for c in chunks if c["cached"]),
+                      cpu_total_s=float(sum(c.get("cpu_s") or 0.0 for c in chunks)),
+                      gpu_total_s=float(sum(gpu)) if gpu else None,
+                      measured_by="harness" if isolated else "in-process",
+                      self_reported_total_s=float(sum(c.get("reported_seconds") or 0.0 for c in chunks))
+                      if isolated else None),
+        cost=Cost(forward_passes=fwd, backward_passes=bwd, mlm_calls=mlm, forward_per_example=fwd / n,
+                  backward_per_example=bwd / n, mlm_per_example=mlm / n, self_reported=isolated,
+                  pass_check=bad[0] if bad else (checks[0] if len(checks) == 1 else "consistent")),
+        memory=Memory(peak_rss_mb=max(c["peak_rss_mb"] for c in chunks),
+                      peak_cuda_mb=max(cuda_peaks) if cuda_peaks else None,
+                      scope="worker" if all(c.get("memory_scope") == "worker" for c in chunks) else "process"),
+    )
+
+
+def _record_failure(sub: Submission, ctx: TaskContext, config: RunConfig, key: str, e: Exception) -> ResultRecord:
+    """The error record when the harness could not build or write a submission's record from
+    what its run produced (e.g. values outside the record schema): stage ``record``; the
+    submission's cached chunks are dropped so that a re-run recomputes them."""
+    import shutil
+
+    log.error("%s on %s: could not build its record: %s: %s", sub.name, ctx.task.spec.name, type(e).__name__, e)
+    shutil.rmtree(Path(config.cache_dir) / "attributions" / sub.name, ignore_errors=True)
+    return _error_record(sub, ctx, config, key, _Failure("record", e, traceback.format_exc()),
+                         _isolation_info(config))
+
+
+def apply_threads(task: Task, config: RunConfig) -> int:
+    """Set torch's intra-op thread count for ``task`` (see :attr:`RunConfig.threads`); returns it."""
+    import torch
+
+    want = config.threads
+    if want == "auto":
+        recipe = task.spec.model
+        small = recipe.kind == "tiny-bert" and recipe.hidden_size <= 256
+        want = 1 if small and _device(config.device).type == "cpu" else None
+    if want is not None:
+        torch.set_num_threads(max(1, int(want)))
+    return torch.get_num_threads()
+
+
+def run_grid(tasks: Sequence[Task], submissions: Sequence[Submission], config: RunConfig) -> RunSummary:
+    from harness.core.submission import check_unique_names
+
+    check_unique_names(submissions)  # one name = one result file: refuse before any work, not overwrite
+    try:
+        return _run_grid(tasks, submissions, config)
+    finally:
+        if config.isolation == "process":
+            from harness.sandbox.isolation import close_spares
+
+            close_spares()
+
+
+def _run_grid(tasks: Sequence[Task], submissions: Sequence[Submission], config: RunConfig) -> RunSummary:
+    import torch
+
+    summary = RunSummary()
+    default_threads = torch.get_num_threads()
+    for task in tasks:
+        torch.set_num_threads(default_threads)
+        log.info("task %s: %d torch threads", task.spec.name, apply_threads(task, config))
+        try:
+            ctx = prepare_task(task, config)
+        except Exception as e:
+            msg = f"task {task.spec.name} could not be prepared: {type(e).__name__}: {e}"
+            log.error(msg)
+            summary.task_failures[task.spec.name] = msg
+            continue
+        log.info("task %s: %d examples, model %s (dev accuracy %.4f), %d inputs truncated",
+                 task.spec.name, len(ctx.data.examples), ctx.ref.description, ctx.ref.dev_accuracy, sum(ctx.truncated))
+        allowed = getattr(task, "default_submissions", None)
+        for sub in submissions:
+            if allowed is not None and not config.all_submissions and sub.name not in allowed:
+                log.info("%s on %s: not in the task's default submissions %s, skipped (use --all-submissions)",
+                         sub.name, task.spec.name, list(allowed))
+                continue
+            path = result_path(config, ctx, sub)
+            key = run_key(sub, ctx, config)
+            if path.exists() and not config.force:
+                try:
+                    old = ResultRecord.read(path)
+                    old_isolation = old.isolation.mode if old.isolation is not None else "none"
+                    if old.run_key == key and old.status == "ok" and (
+                            config.isolation == "none" or old_isolation == config.isolation):
+                        log.info("%s on %s: up to date, skipped", sub.name, task.spec.name)
+                        summary.skipped.append(path)
+                        continue
+                except Exception as e:  # an unreadable old record is replaced, and said so
+                    log.warning("replacing unreadable result %s: %s", path, e)
+            try:
+                record = run_submission(sub, ctx, config)
+                record.write(path)
+            except Exception as e:  # noqa: BLE001 - one submission never stops the grid
+                record = _record_failure(sub, ctx, config, key, e)
+                record.write(path)
+            summary.written.append(path)
+            if record.status == "error":
+                summary.errors.append(f"{sub.name} on {task.spec.name}: {record.error.stage}: {record.error.message}")
+            else:
+                main = record.scores[record.main_metric]
+                log.info("%s on %s: %s = %.3f [%.3f, %.3f], %.4fs/example", sub.name, task.spec.name,
+                         record.main_metric, main.value, main.ci_low, main.ci_high, record.timing.per_example_mean_s)
+    return summary

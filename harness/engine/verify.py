@@ -1,0 +1,613 @@
+"""Re-check a result record from its provenance: ``attriboard verify``.
+
+For every record the verifier
+
+1. checks the record against itself: each score must be the mean of the record's own
+   per-example values and its CI their bootstrap interval (a hand-edited number fails here
+   already, without re-running anything);
+2. rebuilds the submission (built-in name or ``--submission`` folder), the task (its name plus
+   the overrides the run used: ``--set``/``--n-eval``/``--model``/``--data-dir``; the number of
+   examples and the model are also tried from the record) and compares what it can recompute
+   before running: submission code hash, version and parameters, task version and spec hash,
+   data hash, and the run key (which also covers the harness version, the shared explainer
+   code, the seed, the aggregation and the batch size; the batch size and aggregation are
+   recovered by matching it);
+3. re-runs the submission on the task into a temporary results folder with an empty
+   attribution cache (reference models and masked LMs are loaded from the cache by content
+   hash unless ``--retrain``) and the recorded seeds, then compares the model recipe hash,
+   model hash, masked-LM hash and run key of the fresh record;
+4. compares every score: value, CI low and CI high within the declared tolerance
+   (:func:`declared_tolerance`) *and* overlapping confidence intervals, per metric
+   ``OK`` or ``MISMATCH``;
+5. lists differences in the environment (package versions, Python, platform, hardware,
+   device, git state) as warnings ("environment differs"); they explain a mismatch but are
+   not one.
+
+The verdict is ``VERIFIED`` when no check mismatched and every score is ``OK``.  Exit codes
+of the command: 0 verified, 1 mismatch, 2 unusable input (no record, invalid record,
+submission or task cannot be built).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Sequence
+
+import numpy as np
+
+from harness.engine.records import ResultRecord
+
+log = logging.getLogger(__name__)
+
+#: Absolute and relative tolerance for a re-run on the same kind of device on CPU: the runner
+#: seeds everything and CPU kernels are deterministic, so the numbers must agree to rounding.
+CPU_TOLERANCE = (1e-6, 1e-6)
+#: On CUDA, or when the re-run's device differs from the recorded one, kernels are not bitwise
+#: reproducible (atomics in reductions, TF32, other BLAS): a word map can reorder a near-tie and
+#: flip a per-example 0/1 outcome.  0.02 absolute is one flipped example in 50 on a mean of 0/1
+#: values; the CIs must overlap as well.
+DEVICE_TOLERANCE = (0.02, 0.0)
+#: Candidate batch sizes tried when recovering the recorded run configuration from its run key.
+BATCH_SIZES = (16, 8, 32, 4, 64, 1, 2, 12, 24, 48, 128, 256)
+AGGREGATIONS = ("absmax", "mean", "sum")
+#: Cache folders a verification may share with the normal run (content-addressed models).
+MODEL_CACHES = ("models", "mlm")
+
+
+class VerifyError(Exception):
+    """The input cannot be verified at all (exit code 2)."""
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    abs: float
+    rel: float
+    basis: str
+
+    def ok(self, recorded: float, rerun: float) -> bool:
+        return abs(recorded - rerun) <= self.abs + self.rel * abs(recorded)
+
+    def __str__(self) -> str:
+        rel = f" + {self.rel:g} x |recorded|" if self.rel else ""
+        return f"|delta| <= {self.abs:g}{rel} ({self.basis})"
+
+
+def declared_tolerance(recorded_device: str | None, rerun_device: str | None,
+                       override: float | None = None) -> Tolerance:
+    """The tolerance a score comparison uses (see :data:`CPU_TOLERANCE`, :data:`DEVICE_TOLERANCE`)."""
+    if override is not None:
+        return Tolerance(float(override), 0.0, "set with --tolerance")
+    if recorded_device == rerun_device == "cpu":
+        return Tolerance(*CPU_TOLERANCE, "deterministic CPU re-run")
+    if recorded_device == rerun_device:
+        return Tolerance(*DEVICE_TOLERANCE, f"{rerun_device}: kernels not bitwise reproducible")
+    return Tolerance(*DEVICE_TOLERANCE, f"device differs: recorded {recorded_device}, re-run {rerun_device}")
+
+
+@dataclass
+class Check:
+    """One provenance comparison: ``match``, ``mismatch`` or ``skipped``."""
+
+    name: str
+    status: str
+    recorded: Any = None
+    current: Any = None
+    note: str = ""
+
+    def render(self) -> str:
+        if self.status == "match":
+            text = f"  [match] {self.name}" + (f" ({self.recorded})" if self.recorded not in (None, "") else "")
+        elif self.status == "mismatch":
+            text = f"  [MISMATCH] {self.name}" + ("" if self.recorded is None and self.current is None else
+                                                  f": recorded {self.recorded!r}, now {self.current!r}")
+        else:
+            text = f"  [skipped] {self.name}"
+        return text + (f" -- {self.note}" if self.note else "")
+
+
+@dataclass
+class MetricVerdict:
+    metric: str
+    ok: bool
+    recorded: tuple[float, float, float] | None
+    rerun: tuple[float, float, float] | None
+    ci_overlap: bool
+    note: str = ""
+
+    @property
+    def delta(self) -> float | None:
+        if self.recorded is None or self.rerun is None:
+            return None
+        return self.rerun[0] - self.recorded[0]
+
+    def render(self) -> str:
+        def fmt(t):
+            return "-" if t is None else f"{t[0]:.6f} [{t[1]:.6f}, {t[2]:.6f}]"
+
+        d = "" if self.delta is None else f", delta {self.delta:+.2e}"
+        ci = "" if self.recorded is None or self.rerun is None else (", CIs overlap" if self.ci_overlap
+                                                                     else ", CIs do not overlap")
+        return (f"  [{'OK' if self.ok else 'MISMATCH'}] {self.metric}: recorded {fmt(self.recorded)}, "
+                f"re-run {fmt(self.rerun)}{d}{ci}" + (f"; {self.note}" if self.note else ""))
+
+
+@dataclass
+class VerifyReport:
+    source: str
+    submission: str
+    task: str
+    model: str
+    checks: list[Check] = field(default_factory=list)
+    metrics: list[MetricVerdict] = field(default_factory=list)
+    environment: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    tolerance: Tolerance | None = None
+    rerun: bool = True
+    error: str | None = None
+    unusable: bool = False
+    """The record could not be verified at all (exit code 2)."""
+
+    @property
+    def passed(self) -> bool:
+        return (self.error is None and not any(c.status == "mismatch" for c in self.checks)
+                and all(m.ok for m in self.metrics))
+
+    def render(self) -> str:
+        verdict = "VERIFIED" if self.passed else ("CANNOT VERIFY" if self.unusable else "MISMATCH")
+        if self.passed and not self.rerun:
+            verdict = "CONSISTENT (not re-run)"
+        L = [f"verify {self.submission} on {self.task}/{self.model} ({self.source}): {verdict}"]
+        if self.checks:
+            L.append(" provenance:")
+            L += [c.render() for c in self.checks]
+        if self.metrics:
+            L.append(f" scores (tolerance: {self.tolerance}; CIs must overlap):")
+            L += [m.render() for m in self.metrics]
+        if self.environment:
+            L.append(" environment differs (reported, not a mismatch by itself):")
+            L += [f"  [warn] {e}" for e in self.environment]
+        L += [f" note: {n}" for n in self.notes]
+        if self.error:
+            L.append(f" error: {self.error}")
+        return "\n".join(L)
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "submission": self.submission, "task": self.task, "model": self.model,
+                "passed": self.passed, "rerun": self.rerun, "error": self.error, "unusable": self.unusable,
+                "tolerance": None if self.tolerance is None else dataclasses.asdict(self.tolerance),
+                "checks": [dataclasses.asdict(c) for c in self.checks],
+                "metrics": [{**dataclasses.asdict(m), "delta": m.delta} for m in self.metrics],
+                "environment": self.environment, "notes": self.notes}
+
+
+@dataclass
+class VerifyOptions:
+    """How to rebuild and re-run a record.  The task overrides are those of ``attriboard run``."""
+
+    overrides: dict[str, Any] = field(default_factory=dict)
+    secret: str | None = field(default=None, repr=False)
+    """The maintainers' secret, to verify a record of an official run (never printed or stored)."""
+    secret_file: str | None = None
+    """Where the secret came from (hidden from sandboxed workers)."""
+    submission: str | None = None
+    """A submission folder to use instead of resolving the record's submission name."""
+    device: str | None = None
+    """Re-run device; default: the recorded device class (``cpu`` or ``cuda`` when available)."""
+    batch_size: int | None = None
+    tolerance: float | None = None
+    cache_dir: Path | None = None
+    retrain: bool = False
+    """Train reference models and masked LMs afresh instead of loading them by content hash."""
+    rerun: bool = True
+    threads: int | str | None = "auto"
+    isolation: str | None = None
+    """``process`` or ``none``; default: as recorded (``none`` for records without the field)."""
+
+
+# -- inputs ---------------------------------------------------------------------------------------
+
+def collect_records(target: str, results_dir: Path) -> tuple[list[tuple[ResultRecord, Path]], str | None]:
+    """The records ``target`` names, and a submission folder if ``target`` is one.
+
+    ``target``: a result file; a results folder (every record under it); a submission folder
+    (every record of that submission under ``results_dir``); or a submission name.
+    """
+    p = Path(target)
+    if p.is_file():
+        return [(_read(p), p)], None
+    sub_folder = None
+    if p.is_dir() and (p / "submission.toml").exists():
+        from harness.core.submission import SubmissionError, load_submission
+
+        try:
+            name = load_submission(p).name
+        except SubmissionError as e:
+            raise VerifyError(str(e)) from e
+        sub_folder, files = str(p), _record_files(Path(results_dir), name)
+        where = f"records of submission {name} under {results_dir}"
+    elif p.is_dir():
+        files, where = sorted(p.rglob("*.json")), f"result records under {p}"
+    elif p.suffix == ".json" or "/" in target:
+        raise VerifyError(f"{target}: no such result file or folder")
+    else:
+        files, where = _record_files(Path(results_dir), target), f"records of submission {target!r} under {results_dir}"
+    if not files:
+        raise VerifyError(f"no {where}")
+    return [(_read(f), f) for f in files], sub_folder
+
+
+def _record_files(results_dir: Path, name: str) -> list[Path]:
+    if not results_dir.is_dir():
+        return []
+    return sorted(f for f in results_dir.rglob(f"{name}.json") if _read(f).submission.name == name)
+
+
+def _read(path: Path) -> ResultRecord:
+    try:
+        return ResultRecord.read(path)
+    except Exception as e:
+        raise VerifyError(f"{path}: not a valid result record: {e}") from e
+
+
+# -- checks ---------------------------------------------------------------------------------------
+
+def _check(name: str, recorded, current, note: str = "") -> Check:
+    return Check(name, "match" if recorded == current else "mismatch", recorded, current, note)
+
+
+def self_consistency(rec: ResultRecord) -> Check:
+    """Every score recomputed from the record's own per-example values (mean and bootstrap CI)."""
+    from harness.metrics.stats import bootstrap_ci
+
+    if rec.status != "ok":
+        return Check("record self-consistency", "skipped", note="error record, no scores")
+    problems = []
+    for name, s in sorted(rec.scores.items()):
+        vals = rec.per_example.get(name)
+        if vals is None:
+            problems.append(f"{name}: no per-example values")
+            continue
+        if len(vals) != s.n:
+            problems.append(f"{name}: n={s.n} but {len(vals)} per-example values")
+            continue
+        mean, lo, hi = bootstrap_ci(vals)
+        for what, recorded, recomputed in (("value", s.value, mean), ("ci_low", s.ci_low, lo), ("ci_high", s.ci_high, hi)):
+            if not math.isclose(recorded, recomputed, rel_tol=1e-9, abs_tol=1e-12):
+                problems.append(f"{name}.{what} = {recorded:.6g} but its per-example values give {recomputed:.6g}")
+    if rec.example_ids and any(len(v) != len(rec.example_ids) for v in rec.per_example.values()):
+        problems.append("per-example values and example ids differ in length")
+    if problems:
+        return Check("record self-consistency", "mismatch", note="; ".join(problems))
+    return Check("record self-consistency", "match",
+                 note="scores and CIs equal the mean and bootstrap CI of the record's per-example values")
+
+
+def environment_diffs(old: ResultRecord, new: ResultRecord | None) -> list[str]:
+    """Differences in package versions, Python, platform, hardware, device and git state."""
+    from harness import __version__
+    from harness.core.provenance import git_state, hardware, package_versions
+    import platform
+
+    if new is not None:
+        cur = new.provenance
+        cur_pk, cur_py, cur_plat, cur_hw = cur.packages, cur.python, cur.platform, cur.hardware
+        cur_sha, cur_dirty, cur_ver = cur.git_sha, cur.git_dirty, cur.harness_version
+    else:
+        cur_pk, cur_py, cur_plat, cur_hw = package_versions(), platform.python_version(), platform.platform(), hardware()
+        (cur_sha, cur_dirty), cur_ver = git_state(), __version__
+    p = old.provenance
+    out = []
+    if p.harness_version != cur_ver:
+        out.append(f"harness version: recorded {p.harness_version}, now {cur_ver}")
+    for pkg in sorted(set(p.packages) | set(cur_pk)):
+        a, b = p.packages.get(pkg, "absent"), cur_pk.get(pkg, "absent")
+        if a != b:
+            out.append(f"package {pkg}: recorded {a}, now {b}")
+    if p.python != cur_py:
+        out.append(f"python: recorded {p.python}, now {cur_py}")
+    if p.platform != cur_plat:
+        out.append(f"platform: recorded {p.platform}, now {cur_plat}")
+    for k in sorted(set(p.hardware) | set(cur_hw)):
+        if k == "torch_threads":
+            continue
+        a, b = p.hardware.get(k), cur_hw.get(k)
+        if a != b:
+            out.append(f"hardware {k}: recorded {a}, now {b}")
+    if new is not None and old.timing and new.timing and old.timing.device != new.timing.device:
+        out.append(f"device: recorded {old.timing.device}, re-run on {new.timing.device}")
+    iso_old = getattr(getattr(old, "isolation", None), "mode", None)
+    iso_new = getattr(getattr(new, "isolation", None), "mode", None) if new is not None else iso_old
+    if iso_old != iso_new:
+        out.append(f"isolation: recorded {iso_old}, re-run {iso_new}")
+    if p.git_sha != cur_sha:
+        out.append(f"git commit: recorded {p.git_sha}, now {cur_sha} (code hashes above tell what matters)")
+    if p.git_dirty and p.git_sha == cur_sha:
+        out.append("the recorded run had uncommitted changes (git dirty): the code hashes above, not the "
+                   "commit, identify its code")
+    return out
+
+
+def compare_scores(old: ResultRecord, new: ResultRecord, tol: Tolerance) -> list[MetricVerdict]:
+    out = []
+    for name in sorted(set(old.scores) | set(new.scores)):
+        a, b = old.scores.get(name), new.scores.get(name)
+        if a is None or b is None:
+            t = (lambda s: None if s is None else (s.value, s.ci_low, s.ci_high))
+            out.append(MetricVerdict(name, False, t(a), t(b), False,
+                                     "not in the record" if a is None else "missing from the re-run"))
+            continue
+        ra, rb = (a.value, a.ci_low, a.ci_high), (b.value, b.ci_low, b.ci_high)
+        within = all(tol.ok(x, y) for x, y in zip(ra, rb))
+        overlap = max(a.ci_low, b.ci_low) <= min(a.ci_high, b.ci_high) + tol.abs
+        notes = []
+        va, vb = old.per_example.get(name), new.per_example.get(name)
+        if va is not None and vb is not None and len(va) == len(vb):
+            n_diff = int(np.sum(~np.isclose(va, vb, rtol=tol.rel, atol=tol.abs)))
+            if n_diff:
+                notes.append(f"{n_diff}/{len(va)} per-example values differ")
+        if a.params != b.params:
+            notes.append(f"metric parameters differ: recorded {a.params}, re-run {b.params}")
+        if not within:
+            notes.append("outside the tolerance")
+        out.append(MetricVerdict(name, within and overlap and a.params == b.params, ra, rb, overlap, "; ".join(notes)))
+    return out
+
+
+# -- rebuilding -----------------------------------------------------------------------------------
+
+def _model_preset(label: str) -> str | None:
+    return {"tiny-bert": None, "minilm-l6": "minilm"}.get(label, f"hf:{label}")
+
+
+def _mlm_preset(rec: ResultRecord) -> str | None:
+    if rec.mlm is None:
+        return "none"
+    from harness.models.mlm import MLM_PRESETS
+
+    name = rec.mlm.name
+    return {"tiny-mlm": None}.get(name, name if name in MLM_PRESETS else f"hf:{name}")
+
+
+def rebuild_task(rec: ResultRecord, overrides: dict[str, Any], secret: str | None = None):
+    """The task of ``rec`` from its name and ``overrides``; candidates also take the number of
+    examples and the model from the record.  With ``secret`` (an official run's record), the task
+    draws its secret variant before its spec is compared.  Returns (task, spec-hash check)."""
+    from harness.engine.task import get_task
+
+    candidates = [dict(overrides)]
+    if rec.task.overrides:  # the run's own overrides, as recorded; the caller's take precedence
+        candidates.insert(0, {**rec.task.overrides, **overrides})
+    if "n_eval" not in overrides:
+        candidates.append({**overrides, "n_eval": rec.task.n_examples})
+    if "model" not in overrides and _model_preset(rec.model.name):
+        candidates += [{**c, "model": _model_preset(rec.model.name)} for c in list(candidates)]
+    first, errors = None, []
+    for ov in candidates:
+        try:
+            task = get_task(rec.task.name, **ov)
+            if secret is not None and hasattr(task, "use_secret"):
+                task.use_secret(secret)
+        except KeyError as e:
+            raise VerifyError(f"task {rec.task.name!r} is not registered: {e}") from e
+        except (TypeError, ValueError) as e:
+            errors.append(f"{ov}: {e}")
+            continue
+        if task.spec.hash() == rec.task.spec_hash:
+            return task, _check("task spec hash", rec.task.spec_hash, task.spec.hash(),
+                                f"rebuilt with {ov}" if ov else "rebuilt with the task's defaults")
+        first = first or task
+    if first is None:
+        raise VerifyError(f"task {rec.task.name} cannot be built: {'; '.join(errors)}")
+    return first, Check("task spec hash", "mismatch", rec.task.spec_hash, first.spec.hash(),
+                        "the task rebuilt from its name and the given overrides is not the recorded spec: the task "
+                        "code changed (version bump?), its environment changed, or the run used overrides "
+                        "(pass the run's --set/--n-eval/--model/--data-dir)")
+
+
+def recover_config(rec: ResultRecord, sub, task, opts: VerifyOptions):
+    """The run configuration (seed, aggregation, batch size) whose run key, computed from the
+    record's own hashes and the current harness, equals the recorded run key; None if none does."""
+    from harness.engine.runner import RunConfig, run_key
+
+    meta = sub.meta.model_copy(update={"version": rec.submission.version, "parameters": rec.submission.params})
+    fake_sub = dataclasses.replace(sub, meta=meta, code_hash=rec.submission.code_hash)
+    spec = SimpleNamespace(hash=lambda: rec.task.spec_hash)
+    ctx = SimpleNamespace(task=SimpleNamespace(spec=spec), data=SimpleNamespace(data_hash=rec.task.data_hash),
+                          ref=SimpleNamespace(model_hash=rec.model.model_hash),
+                          mlm=None if rec.mlm is None else SimpleNamespace(model_hash=rec.mlm.model_hash))
+    seed = rec.provenance.seeds.get("explain", 0)
+    aggs = list(dict.fromkeys([rec.aggregation, *AGGREGATIONS]))
+    sizes = [opts.batch_size] if opts.batch_size else list(BATCH_SIZES)
+    for bs in sizes:
+        for agg in aggs:
+            cfg = RunConfig(seed=seed, aggregation=agg, batch_size=bs)
+            if run_key(fake_sub, ctx, cfg) == rec.run_key:
+                return cfg
+    return None
+
+
+def _rerun_device(rec: ResultRecord, opts: VerifyOptions) -> str:
+    if opts.device:
+        return opts.device
+    import torch
+
+    recorded = rec.timing.device if rec.timing else "cpu"
+    return "cuda" if recorded.startswith("cuda") and torch.cuda.is_available() else "cpu"
+
+
+def _isolation(rec: ResultRecord, opts: VerifyOptions) -> dict[str, Any]:
+    """Re-run the explainer as the record says it ran (sandboxed worker or in process), where the
+    runner supports isolation; ``--isolation`` overrides."""
+    from harness.cli.prcheck import isolation_kwargs
+
+    # a record is data from anyone: it never decides that code runs in this process; only an
+    # explicit ``--isolation none`` (trusted built-ins, fast tests) does
+    kwargs = isolation_kwargs(opts.isolation or "process")
+    if kwargs.get("isolation") == "process" and opts.secret_file:  # the worker must not see the secret file
+        from harness.sandbox.isolation import IsolationSettings
+
+        kwargs["isolation_settings"] = IsolationSettings(hidden_paths=(str(Path(opts.secret_file).resolve()),))
+    return kwargs
+
+
+def _temp_cache(root: Path, cache_dir: Path, retrain: bool) -> Path:
+    """A cache folder for the re-run: no attribution cache; models and masked LMs shared by
+    content hash unless ``retrain``; other resources (downloads, extracted packages) shared."""
+    tmp = root / "cache"
+    tmp.mkdir()
+    if cache_dir.is_dir():
+        for entry in sorted(cache_dir.iterdir()):
+            if entry.name == "attributions" or (retrain and entry.name in MODEL_CACHES):
+                continue
+            (tmp / entry.name).symlink_to(entry.resolve(), target_is_directory=entry.is_dir())
+    return tmp
+
+
+# -- verification ---------------------------------------------------------------------------------
+
+def official_secret(rec: ResultRecord, opts: VerifyOptions) -> str | None:
+    """The secret to re-run ``rec`` with: None for a public run; for an official run the given
+    secret, which must match the recorded commitment (else :class:`VerifyError`)."""
+    from harness.engine.official import commitment
+
+    if rec.official is None:
+        return None
+    if opts.secret is None:
+        raise VerifyError("the record is from an official run (secret commitment "
+                          f"{rec.official.secret_commitment[:16]}...); only the maintainers can re-run it: pass "
+                          "--secret-seed-file or set $ATTRIBOARD_SECRET_SEED")
+    if commitment(opts.secret) != rec.official.secret_commitment:
+        raise VerifyError("the given secret is not the one this official run used (its commitment differs)")
+    return opts.secret
+
+
+def verify_record(rec: ResultRecord, source: str, opts: VerifyOptions) -> VerifyReport:
+    from harness.core.provenance import REPO_ROOT
+    from harness.engine.runner import run_grid
+    from harness.core.submission import SubmissionError, load_submission, resolve
+
+    report = VerifyReport(source, rec.submission.name, rec.task.name, rec.model.name, rerun=opts.rerun)
+    report.checks.append(self_consistency(rec))
+    try:
+        sub = load_submission(Path(opts.submission)) if opts.submission else resolve(rec.submission.name)
+    except (SubmissionError, KeyError) as e:
+        raise VerifyError(f"submission {rec.submission.name!r} cannot be loaded: {e}; pass its folder "
+                          "with --submission") from e
+    if sub.name != rec.submission.name:
+        raise VerifyError(f"--submission {opts.submission} is {sub.name!r}, the record is of {rec.submission.name!r}")
+    report.checks += [_check("submission code hash", rec.submission.code_hash, sub.code_hash),
+                      _check("submission version", rec.submission.version, sub.meta.version),
+                      _check("submission parameters", rec.submission.params, sub.params)]
+    secret = official_secret(rec, opts)
+    if secret is not None:
+        report.checks.append(Check("official run: secret commitment", "match", rec.official.secret_commitment,
+                                   note="the given secret is the one the run used (the secret is not printed)"))
+    task, spec_check = rebuild_task(rec, opts.overrides, secret)
+    report.checks += [_check("task version", rec.task.version, task.spec.version), spec_check]
+    data = task.prepare()
+    if secret is not None and rec.official.hidden_subset:
+        from harness.engine.official import hidden_subset
+
+        data = hidden_subset(data, secret, task.spec.name, rec.official.hidden_subset)
+    report.checks.append(_check("data hash", rec.task.data_hash, data.data_hash))
+    report.checks.append(_check("number of examples", rec.task.n_examples, len(data.examples)))
+    if [e.id for e in data.examples] != rec.example_ids and rec.example_ids:
+        report.checks.append(Check("example ids", "mismatch", note="the rebuilt examples are not the recorded ones"))
+    cfg = recover_config(rec, sub, task, opts)
+    if cfg is None:
+        report.checks.append(Check(
+            "run key (recorded inputs, current harness)", "skipped", rec.run_key,
+            note="not reproducible from the record's hashes with the current harness: the harness version or the "
+                 "shared explainer code changed since the run, or the batch size is unusual (--batch-size); "
+                 f"re-running with batch size {opts.batch_size or 16}"))
+    else:
+        report.checks.append(Check("run key (recorded inputs, current harness)", "match", rec.run_key,
+                                   note=f"harness and shared code unchanged; seed {cfg.seed}, aggregation "
+                                        f"{cfg.aggregation}, batch size {cfg.batch_size}"))
+    if not opts.rerun:
+        report.environment = environment_diffs(rec, None)
+        report.notes.append("--check-only: scores not re-computed")
+        return report
+    from harness.engine.runner import RunConfig
+
+    cache_dir = Path(opts.cache_dir) if opts.cache_dir else REPO_ROOT / ".attriboard"
+    with tempfile.TemporaryDirectory(prefix="attriboard-verify-") as tmp:
+        tmp = Path(tmp)
+        config = RunConfig(results_dir=tmp / "results", cache_dir=_temp_cache(tmp, cache_dir, opts.retrain),
+                           seed=rec.provenance.seeds.get("explain", 0),
+                           aggregation=cfg.aggregation if cfg else rec.aggregation,
+                           batch_size=cfg.batch_size if cfg else (opts.batch_size or 16), force=True,
+                           device=_rerun_device(rec, opts), all_submissions=True, mlm=_mlm_preset(rec),
+                           threads=opts.threads, secret=secret,
+                           hidden_subset=rec.official.hidden_subset if rec.official is not None else None,
+                           **_isolation(rec, opts))
+        log.info("re-running %s on %s (%s) into %s", sub.name, rec.task.name, config.device, tmp)
+        summary = run_grid([task], [sub], config)
+        files = sorted((tmp / "results").rglob("*.json"))
+        if summary.task_failures or not files:
+            report.error = "re-run failed: " + ("; ".join(summary.task_failures.values()) or "no record written")
+            report.environment = environment_diffs(rec, None)
+            return report
+        new = ResultRecord.read(files[0])
+    report.checks += [
+        _check("model recipe hash", rec.model.recipe_hash, new.model.recipe_hash),
+        _check("model hash", rec.model.model_hash, new.model.model_hash,
+               "" if not opts.retrain else "retrained from scratch"),
+        _check("model dev accuracy", rec.model.dev_accuracy, new.model.dev_accuracy),
+        _check("masked LM hash", rec.mlm.model_hash if rec.mlm else None, new.mlm.model_hash if new.mlm else None),
+        _check("run key (re-run)", rec.run_key, new.run_key,
+               "" if rec.run_key == new.run_key else "the run key also covers the harness version, the shared explainer "
+               "code (harness/explainers, explain_utils, removal, mlm), the seed, the aggregation and the batch size"),
+        _check("status", rec.status, new.status, new.error.message[:300] if new.error else ""),
+    ]
+    if rec.status == "error" and new.status == "error":
+        report.checks.append(_check("error stage and type", (rec.error.stage, rec.error.type),
+                                    (new.error.stage, new.error.type)))
+    report.tolerance = declared_tolerance(rec.timing.device if rec.timing else None,
+                                          new.timing.device if new.timing else None, opts.tolerance)
+    if rec.status == "ok" and new.status == "ok":
+        report.metrics = compare_scores(rec, new, report.tolerance)
+        if rec.timing and new.timing:
+            report.notes.append(f"time per example: recorded {rec.timing.per_example_mean_s * 1000:.2f} ms, "
+                                f"re-run {new.timing.per_example_mean_s * 1000:.2f} ms (not compared)")
+        if rec.cost and new.cost and (rec.cost.forward_passes, rec.cost.backward_passes, rec.cost.mlm_calls) != \
+                (new.cost.forward_passes, new.cost.backward_passes, new.cost.mlm_calls):
+            report.notes.append(f"model calls differ: recorded fwd/bwd/mlm {rec.cost.forward_passes}/"
+                                f"{rec.cost.backward_passes}/{rec.cost.mlm_calls}, re-run {new.cost.forward_passes}/"
+                                f"{new.cost.backward_passes}/{new.cost.mlm_calls}")
+    report.environment = environment_diffs(rec, new)
+    return report
+
+
+def verify(target: str, results_dir: Path, opts: VerifyOptions) -> list[VerifyReport]:
+    """Verify every record ``target`` names (see :func:`collect_records`)."""
+    records, sub_folder = collect_records(target, results_dir)
+    if sub_folder and not opts.submission:
+        opts = dataclasses.replace(opts, submission=sub_folder)
+    reports = []
+    for rec, path in records:
+        try:
+            reports.append(verify_record(rec, str(path), opts))
+        except VerifyError as e:
+            reports.append(VerifyReport(str(path), rec.submission.name, rec.task.name, rec.model.name,
+                                        error=str(e), unusable=True))
+    return reports
+
+
+def render_summary(reports: Sequence[VerifyReport]) -> str:
+    ok, bad = sum(r.passed for r in reports), sum(r.unusable for r in reports)
+    text = f"verified {ok}/{len(reports)} records"
+    if len(reports) - ok - bad:
+        text += f"; {len(reports) - ok - bad} MISMATCH"
+    return text + (f"; {bad} cannot be verified" if bad else "")
+
+
+def write_json(reports: Sequence[VerifyReport], path: Path) -> None:
+    Path(path).write_text(json.dumps([r.to_dict() for r in reports], indent=1, sort_keys=True, default=str) + "\n")

@@ -1,0 +1,146 @@
+"""The model bundle an explainer receives, with call counting for cost accounting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from harness.models.encoding import Encoded, encode
+from harness.protocols import ExplainBatch, Segments
+
+
+@dataclass
+class CallCounter:
+    """Counts sequences through the model: forward passes and backward passes.
+
+    One *pass* is one input sequence through the network (a batch of 32 counts 32), so
+    the counts are comparable across explainers that batch differently.  Backward passes
+    are counted when a gradient flows back through the classifier's logits.
+    """
+
+    forward: int = 0
+    backward: int = 0
+    mlm: int = 0
+
+    def snapshot(self) -> tuple[int, int, int]:
+        return (self.forward, self.backward, self.mlm)
+
+
+def _install_counter(model: torch.nn.Module, counter: CallCounter):
+    def hook(_module, _args, output):
+        logits = output.logits if hasattr(output, "logits") else output
+        if isinstance(logits, tuple):
+            logits = logits[0]
+        n = int(logits.shape[0])
+        counter.forward += n
+        if logits.requires_grad:
+            def on_backward(grad, n=n):
+                counter.backward += n
+                return grad
+
+            logits.register_hook(on_backward)
+
+    return model.register_forward_hook(hook)
+
+
+@dataclass
+class ModelBundle:
+    """A fine-tuned sequence classifier and its tokenizer, in eval mode.
+
+    ``model`` is a Hugging Face ``*ForSequenceClassification`` module.  The helpers give
+    explainers batched access: :meth:`logits` / :meth:`proba` on token tensors or input
+    embeddings, and :meth:`proba_of_segments` on perturbed word lists.
+    """
+
+    model: torch.nn.Module
+    tokenizer: object
+    name: str
+    num_labels: int
+    max_length: int = 128
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    predict_batch_size: int = 256
+    counter: CallCounter = field(default_factory=CallCounter)
+    mlm: "object | None" = None
+    """The task's masked LM (a :class:`harness.protocols.MaskedLM`) when the run declares one."""
+
+    def __post_init__(self) -> None:
+        self.model.eval()
+        self._hook = _install_counter(self.model, self.counter)
+
+    # --- token-level access -------------------------------------------------------
+    @property
+    def embeddings(self) -> torch.nn.Embedding:
+        """The word (token) embedding layer, (V, D)."""
+        return self.model.get_input_embeddings()
+
+    @property
+    def pad_token_id(self) -> int:
+        return int(self.tokenizer.pad_token_id)
+
+    @property
+    def mask_token_id(self) -> int | None:
+        return getattr(self.tokenizer, "mask_token_id", None)
+
+    @property
+    def unk_token_id(self) -> int | None:
+        return getattr(self.tokenizer, "unk_token_id", None)
+
+    def logits(self, input_ids=None, attention_mask=None, token_type_ids=None,
+               inputs_embeds=None) -> torch.Tensor:
+        """(B, C) logits; pass either ``input_ids`` (B, T) or ``inputs_embeds`` (B, T, D)."""
+        kwargs = {"attention_mask": attention_mask}
+        if token_type_ids is not None:
+            kwargs["token_type_ids"] = token_type_ids
+        if inputs_embeds is not None:
+            kwargs["inputs_embeds"] = inputs_embeds
+        else:
+            kwargs["input_ids"] = input_ids
+        return self.model(**kwargs).logits
+
+    def proba(self, input_ids=None, attention_mask=None, token_type_ids=None,
+              inputs_embeds=None) -> torch.Tensor:
+        """(B, C) class probabilities (softmax of the logits)."""
+        return torch.softmax(self.logits(input_ids, attention_mask, token_type_ids, inputs_embeds), -1)
+
+    def forward_batch(self, batch: ExplainBatch) -> torch.Tensor:
+        return self.proba(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+
+    # --- word-level access ----------------------------------------------------------
+    def encode(self, segments: Sequence[Segments]) -> Encoded:
+        return encode(self.tokenizer, list(segments), self.max_length, self.device)
+
+    @torch.no_grad()
+    def proba_of_segments(self, segments: Sequence[Segments], batch_size: int | None = None) -> np.ndarray:
+        """Class probabilities (N, C) for N word-level inputs, in large no-grad batches."""
+        bs = batch_size or self.predict_batch_size
+        out = []
+        for start in range(0, len(segments), bs):
+            chunk = list(segments[start:start + bs])
+            enc = self.encode(chunk)
+            out.append(self.proba(enc.input_ids, enc.attention_mask, enc.token_type_ids).cpu().numpy())
+        if not out:
+            return np.zeros((0, self.num_labels))
+        return np.concatenate(out, 0).astype(np.float64)
+
+    def make_batch(self, segments: Sequence[Segments], targets: Sequence[int] | None = None,
+                   seed: int = 0) -> ExplainBatch:
+        """Encode inputs and attach targets (the model's predictions when not given)."""
+        enc = self.encode(segments)
+        if targets is None:
+            with torch.no_grad():
+                targets_t = self.proba(enc.input_ids, enc.attention_mask, enc.token_type_ids).argmax(-1)
+        else:
+            targets_t = torch.as_tensor(list(targets), dtype=torch.long, device=self.device)
+        return ExplainBatch(
+            input_ids=enc.input_ids,
+            attention_mask=enc.attention_mask,
+            token_type_ids=enc.token_type_ids,
+            special_tokens_mask=enc.special_tokens_mask,
+            word_ids=enc.word_ids,
+            segments=enc.segments,
+            targets=targets_t,
+            seed=seed,
+        )

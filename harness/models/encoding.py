@@ -1,0 +1,183 @@
+"""Turning word lists into padded token batches, with word alignment and truncation.
+
+Truncation policy (declared, recorded in every result): an input whose encoding exceeds
+``max_length`` tokens loses whole words from the end of its longest segment until it fits.
+Dropped words are invisible to the explainer and to the metrics; the number of inputs
+touched is counted.  Tasks whose gold annotations refer to words are responsible for
+building inputs that keep those words (see ``tasks.planted_sst.task``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from harness.protocols import Segments
+
+TRUNCATION_POLICY = "drop-trailing-words-of-longest-segment"
+
+
+@dataclass
+class Encoded:
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    token_type_ids: torch.Tensor | None
+    special_tokens_mask: torch.Tensor
+    word_ids: list[list[int | None]]
+    segments: list[Segments]
+    truncated: list[bool]
+
+
+def _n_tokens(tokenizer, segments: Segments) -> int:
+    args = [list(s) for s in segments]
+    enc = tokenizer(*args, is_split_into_words=True, add_special_tokens=True, truncation=False)
+    return len(enc["input_ids"])
+
+
+def _batch_lengths(tokenizer, batch_segments: list[Segments]) -> list[int]:
+    n_seg = len(batch_segments[0])
+    args = [[list(s[k]) for s in batch_segments] for k in range(n_seg)]
+    enc = tokenizer(*args, is_split_into_words=True, add_special_tokens=True, truncation=False)
+    return [len(ids) for ids in enc["input_ids"]]
+
+
+def truncated_flags(tokenizer, batch_segments: list[Segments], max_length: int) -> list[bool]:
+    """Which inputs the truncation policy would shorten."""
+    if not batch_segments:
+        return []
+    return [n > max_length for n in _batch_lengths(tokenizer, list(batch_segments))]
+
+
+def fit_segments(tokenizer, segments: Segments, max_length: int) -> tuple[Segments, bool]:
+    """Apply the truncation policy to one input; returns the (possibly shorter) segments."""
+    segs = [list(s) for s in segments]
+    truncated = False
+    while _n_tokens(tokenizer, tuple(tuple(s) for s in segs)) > max_length:
+        longest = max(range(len(segs)), key=lambda k: len(segs[k]))
+        if len(segs[longest]) <= 1:
+            raise ValueError(f"input cannot be truncated to {max_length} tokens: {segments!r}")
+        segs[longest].pop()
+        truncated = True
+    return tuple(tuple(s) for s in segs), truncated
+
+
+def _backend(tokenizer):
+    """The Rust ``tokenizers.Tokenizer`` of a right-padding fast tokenizer (else None)."""
+    if not getattr(tokenizer, "is_fast", False) or getattr(tokenizer, "padding_side", "right") != "right":
+        return None
+    return getattr(tokenizer, "backend_tokenizer", None)
+
+
+def backend_encodings(backend, rows, n_seg: int):
+    """Unpadded, untruncated ``tokenizers.Encoding`` of each word-level input (special tokens
+    added), from one ``encode_batch`` of a fast tokenizer's Rust backend.  The backend's own
+    truncation and padding settings are switched off for the call and restored afterwards."""
+    inputs = [list(r[0]) if n_seg == 1 else (list(r[0]), list(r[1])) for r in rows]
+    trunc, pad = backend.truncation, backend.padding
+    try:
+        if trunc is not None:
+            backend.no_truncation()
+        if pad is not None:
+            backend.no_padding()
+        return backend.encode_batch(inputs, is_pretokenized=True, add_special_tokens=True)
+    finally:
+        if trunc is not None:
+            backend.enable_truncation(**{k: v for k, v in trunc.items()
+                                         if k in ("max_length", "stride", "strategy", "direction")})
+        if pad is not None:
+            backend.enable_padding(**{k: v for k, v in pad.items()
+                                      if k in ("direction", "pad_id", "pad_type_id", "pad_token", "length",
+                                               "pad_to_multiple_of")})
+
+
+class _BackendBatch:
+    """The result of ``tokenizer(..., is_split_into_words=True, padding=True, truncation=False,
+    return_tensors="pt", return_special_tokens_mask=True, return_token_type_ids=True)`` for a fast
+    tokenizer, computed by one ``encode_batch`` of its Rust backend (:func:`backend_encodings`:
+    the same encodings, without the Python-side conversion that dominates the cost for short
+    inputs), padded here the way the backend pads (pad id, pad type id, special-token mask 1,
+    attention 0).  Checked against the tokenizer's own call in ``tests/test_zoo.py``."""
+
+    def __init__(self, tokenizer, backend, rows, n_seg: int):
+        encs = backend_encodings(backend, rows, n_seg)
+        T = max(len(e.ids) for e in encs)
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        pad_type = getattr(tokenizer, "pad_token_type_id", 0) or 0
+        ids, types, special, att = [], [], [], []
+        for e in encs:
+            k = T - len(e.ids)
+            ids.append(e.ids + [pad_id] * k)
+            types.append(e.type_ids + [pad_type] * k)
+            special.append(e.special_tokens_mask + [1] * k)
+            att.append(e.attention_mask + [0] * k)
+        self._data = {"input_ids": torch.tensor(ids, dtype=torch.long),
+                      "token_type_ids": torch.tensor(types, dtype=torch.long),
+                      "special_tokens_mask": torch.tensor(special, dtype=torch.long),
+                      "attention_mask": torch.tensor(att, dtype=torch.long)}
+        self._encs = encs
+
+    def __getitem__(self, key):
+        return self._data[key]
+
+    def get(self, key, default=None):
+        return self._data.get(key, default)
+
+    def word_ids(self, i: int):
+        return list(self._encs[i].word_ids) + [None] * (self._data["input_ids"].shape[1] - len(self._encs[i].ids))
+
+    def sequence_ids(self, i: int):
+        return list(self._encs[i].sequence_ids) + [None] * (self._data["input_ids"].shape[1] - len(self._encs[i].ids))
+
+
+def encode(tokenizer, batch_segments: list[Segments], max_length: int, device=None) -> Encoded:
+    """Encode B inputs (1 or 2 segments each, all with the same count) into a padded batch."""
+    if not batch_segments:
+        raise ValueError("cannot encode an empty batch")
+    n_seg = len(batch_segments[0])
+    if any(len(s) != n_seg for s in batch_segments):
+        raise ValueError("all inputs of a batch must have the same number of segments")
+    if n_seg not in (1, 2):
+        raise ValueError(f"inputs must have 1 or 2 segments, got {n_seg}")
+    fitted, truncated = list(batch_segments), [False] * len(batch_segments)
+
+    fast = _backend(tokenizer)
+
+    def tokenize(rows):
+        if fast is not None:
+            return _BackendBatch(tokenizer, fast, rows, n_seg)
+        args = [[list(s[k]) for s in rows] for k in range(n_seg)]
+        return tokenizer(*args, is_split_into_words=True, padding=True, truncation=False, return_tensors="pt",
+                         return_special_tokens_mask=True, return_token_type_ids=True)
+
+    # one tokenizer call in the common case; only a batch with an over-long input is tokenized again
+    enc = tokenize(fitted)
+    lengths = enc["attention_mask"].sum(1).tolist()
+    if max(lengths) > max_length:
+        for i, n in enumerate(lengths):
+            if n > max_length:  # rare: refit only the over-long inputs
+                fitted[i], truncated[i] = fit_segments(tokenizer, fitted[i], max_length)
+        enc = tokenize(fitted)
+    word_ids: list[list[int | None]] = []
+    for i, segs in enumerate(fitted):
+        offsets = [0]
+        for s in segs[:-1]:
+            offsets.append(offsets[-1] + len(s))
+        wids = enc.word_ids(i)
+        seqs = enc.sequence_ids(i)
+        row: list[int | None] = []
+        for w, sq in zip(wids, seqs):
+            row.append(None if w is None or sq is None else offsets[sq] + w)
+        word_ids.append(row)
+    special = enc["special_tokens_mask"].bool() | (enc["attention_mask"] == 0)
+    tt = enc.get("token_type_ids")
+    dev = device or torch.device("cpu")
+    return Encoded(
+        input_ids=enc["input_ids"].to(dev),
+        attention_mask=enc["attention_mask"].to(dev),
+        token_type_ids=tt.to(dev) if tt is not None else None,
+        special_tokens_mask=special.to(dev),
+        word_ids=word_ids,
+        segments=fitted,
+        truncated=truncated,
+    )

@@ -1,3 +1,0 @@
-"""Sanity and bias checks (T5): model-randomization sensitivity, initialization consistency,
-masked-LM predictability (the ``sanity`` task) and the Deletion vs Deletion_BERT bias matrix
-(computed from result records at leaderboard time).  See docs/SANITY.md."""
