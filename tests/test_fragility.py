@@ -352,16 +352,16 @@ def test_summary_tables_and_main_metric(tiny):
 
 def test_task_evaluate_end_to_end(tiny):
     from harness.core.submission import resolve
-    from harness.engine.task import CustomTask, get_task
+    from harness.engine.task import Task, get_task
 
     bundle, _, _, _ = tiny
     task = get_task("fragility", n_eval=4, max_words=14, pos="auto")
-    assert isinstance(task, CustomTask) and task.spec.main_metric == "fragility_rank_corr"
+    assert type(task).evaluate is not Task.evaluate and task.spec.main_metric == "fragility_rank_corr"
     data = task.prepare()
     assert len(data.examples) == 4 and all(10 <= e.n_words <= 14 for e in data.examples)
     targets = bundle.proba_of_segments([e.segments for e in data.examples]).argmax(-1).tolist()
     spy = Spy(resolve("gradient").instantiate())
-    ev = task.evaluate(spy, bundle, data.examples, targets, seed=0)
+    ev = task.explain_and_score(spy, bundle, data.examples, targets, seed=0)
     assert set(ev.per_example) == set(task.spec.metrics) and ev.per_example["fragility_rank_corr"].shape == (4,)
     res = {r["resource"]: r for r in ev.tables["fragility_resources"]}
     assert {"backend", "substitutes", "stopwords", "word_embedding", "part_of_speech", "sentence_encoder",
@@ -382,7 +382,7 @@ def test_task_evaluate_end_to_end(tiny):
             assert src and t in {originals[o] for o in src}
     if TA_OK:  # the harness backend, forced, gives the very same attack
         other = get_task("fragility", n_eval=4, max_words=14, pos="auto", backend="harness")
-        ev2 = other.evaluate(resolve("gradient").instantiate(), bundle, data.examples, targets, seed=0)
+        ev2 = other.explain_and_score(resolve("gradient").instantiate(), bundle, data.examples, targets, seed=0)
         assert ev2.details["fragility_rank_corr"]["backend_textattack"] == 0.0
         for k, v in ev.per_example.items():
             np.testing.assert_allclose(ev2.per_example[k], v, err_msg=k)
@@ -444,7 +444,7 @@ def test_task_falls_back_to_harness_backend_without_textattack(tiny, monkeypatch
     task = get_task("fragility", n_eval=3, max_words=14, pos="off", sentence_encoder="off", embedder="model-input")
     data = task.prepare()
     targets = bundle.proba_of_segments([e.segments for e in data.examples]).argmax(-1).tolist()
-    ev = task.evaluate(resolve("gradient").instantiate(), bundle, data.examples, targets, seed=0)
+    ev = task.explain_and_score(resolve("gradient").instantiate(), bundle, data.examples, targets, seed=0)
     res = {r["resource"]: r for r in ev.tables["fragility_resources"]}
     assert res["backend"]["name"] == "harness" and res["textattack"]["status"] == "unavailable"
     assert res["part_of_speech"]["status"] == "skipped" and res["sentence_encoder"]["status"] == "skipped"

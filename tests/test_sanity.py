@@ -307,7 +307,7 @@ def test_evaluate_position_only_random_and_gradient(tiny_sanity):
     evs = {}
     for name in ("random", "gradient_x_input", POSITION_ONLY):
         spy = Spy(resolve(name).instantiate())
-        evs[name] = ev = task.evaluate(spy, ref, examples, targets, seed=0)
+        evs[name] = ev = task.explain_and_score(spy, ref, examples, targets, seed=0)
         assert state_checksum(ref.model) == checksum                         # the model is restored
         # 1 + 1 + 2 head + 2 cascade + 1 independent + 1 init + 1 untrained variants
         assert len(spy.batches) == 9 and ev.details["head_sign_change"]["n_variants"] == 9
@@ -343,14 +343,14 @@ def test_evaluate_refuses_an_unbound_bundle(tiny_sanity):
 
     task, _, examples, targets = tiny_sanity
     with pytest.raises(RuntimeError, match="not built for this bundle"):
-        task.evaluate(resolve("random").instantiate(), _trained_like(seed=2), examples, targets, seed=0)
+        task.explain_and_score(resolve("random").instantiate(), _trained_like(seed=2), examples, targets, seed=0)
 
 
 def test_sanity_task_spec_and_validation():
-    from harness.engine.task import CustomTask, get_task
+    from harness.engine.task import Task, get_task
 
     t = get_task("sanity")
-    assert isinstance(t, CustomTask) and t.spec.main_metric == "head_sign_change"
+    assert type(t).evaluate is not Task.evaluate and t.spec.main_metric == "head_sign_change"
     assert t.base.spec.name == "planted_sst" and t.spec.model == t.base.spec.model
     assert "random" in t.default_submissions and "lime" in t.default_submissions
     assert get_task("sanity_nli").base.spec.name == "mnli_faithfulness"

@@ -24,7 +24,7 @@ TASK_ARGS = ["--n-eval", str(SMALL_TASK["n_eval"])] + [
 @pytest.fixture(scope="module")
 def fresh_run(tmp_path_factory, cache_dir):
     results = tmp_path_factory.mktemp("verify-results")
-    # batch size 8 (not the default 16): verify must recover it from the run key
+    # batch size 8 (not the default 16): verify must take it from the record's run spec
     config = RunConfig(results_dir=results, cache_dir=cache_dir, batch_size=8)
     summary = run_grid([get_task("planted_sst", **SMALL_TASK)], [resolve("random"), resolve("gradient")], config)
     assert len(summary.written) == 2 and not summary.errors
@@ -51,10 +51,11 @@ def test_fresh_run_verifies(fresh_run, cache_dir, capsys, tmp_path):
     out = capsys.readouterr().out
     assert "verified 2/2 records" in out and out.count(": VERIFIED") == 2
     for line in ("[match] record self-consistency", "[match] submission code hash", "[match] task spec hash",
-                 "[match] data hash", "[match] model hash", "[match] masked LM hash", "[match] run key (re-run)",
+                 "[match] data hash", "[match] model hash", "[match] masked LM hash", "[match] run spec (re-run)",
+                 "[match] run key = hash of the run spec", "[match] run spec agrees with the record",
                  "[OK] gt_overlap", "[OK] mean_rank_pct", "deterministic CPU re-run"):
         assert line in out, line
-    assert "aggregation absmax, batch size 8" in out        # the run's config, recovered from its run key
+    assert "aggregation absmax, batch size 8" in out        # the run's config, from its run spec
     reps = json.loads(report.read_text())
     assert [r["passed"] for r in reps] == [True, True]
     assert all(m["delta"] == 0.0 for r in reps for m in r["metrics"])
@@ -93,7 +94,7 @@ def test_tampered_code_hash_is_reported(fresh_run, cache_dir, capsys, tmp_path):
     assert _verify(_edited(fresh_run, tmp_path, tamper), cache_dir) == 1
     out = capsys.readouterr().out
     assert "[MISMATCH] submission code hash: recorded '0123456789abcdef'" in out
-    assert "[MISMATCH] run key (re-run)" in out
+    assert "[MISMATCH] run spec agrees with the record" in out and "code_hash: spec" in out
     assert "[OK] gt_overlap" in out          # the numbers reproduce; the provenance does not
 
 
@@ -183,3 +184,30 @@ def test_official_run_verifies_only_with_its_secret(tmp_path, cache_dir, capsys,
     out = capsys.readouterr().out
     assert "[match] official run: secret commitment" in out and "[match] data hash" in out
     assert "[OK] gt_overlap" in out and secret not in out
+
+
+def test_the_run_spec_is_checked_and_required(fresh_run, cache_dir, capsys, tmp_path):
+    def reseed(raw):  # a spec edited after the run no longer hashes to the run key
+        raw["run_spec"]["seed"] = 7
+
+    assert _verify(_edited(fresh_run, tmp_path, reseed, "random"), cache_dir, "--check-only") == 1
+    assert "[MISMATCH] run key = hash of the run spec" in capsys.readouterr().out
+
+    def drop(raw):
+        raw.pop("run_spec")
+
+    assert _verify(_edited(fresh_run, tmp_path, drop, "random"), cache_dir) == 2
+    assert "has no run spec" in capsys.readouterr().out
+
+
+def test_the_run_spec_holds_the_whole_run(fresh_run):
+    rec = ResultRecord.read(fresh_run / "planted_sst" / "tiny-bert" / "gradient.json")
+    spec = rec.run_spec
+    assert rec.run_key == spec.key()
+    assert (spec.task, spec.batch_size, spec.aggregation, spec.seed, spec.submission) == (
+        "planted_sst", 8, "absmax", 0, "gradient")
+    assert spec.task_overrides == SMALL_TASK and spec.model_recipe["kind"] == "tiny-bert"
+    assert spec.mlm == "tiny" and spec.mlm_hash == rec.mlm.model_hash and spec.device == "cpu"
+    assert spec.isolation == {"mode": "none"} and spec.official is None
+    # the task is rebuilt from the spec alone
+    assert get_task(spec.task, **spec.task_overrides).spec.hash() == spec.task_spec_hash

@@ -149,8 +149,8 @@ class Truncation(_Strict):
 class ErrorInfo(_Strict):
     type: str
     message: str
-    stage: Literal["load", "explain", "validate-output", "metric", "attack", "timeout", "crash", "resource",
-                   "sandbox", "record"]
+    stage: Literal["load", "explain", "validate-output", "metric", "attack", "evaluate", "timeout", "crash",
+                   "resource", "sandbox", "record"]
     """``timeout``: past the worker's wall-time limit; ``crash``: the worker died (signal, exit,
     ``sys.exit``); ``resource``: memory, output-size or process limits; ``sandbox``: a forbidden
     operation (reading hidden files, importing harness internals, network, processes);
@@ -178,6 +178,51 @@ class OfficialRun(_Strict):
     pool_size: Optional[int] = None
 
 
+class RunSpec(_Strict):
+    """Everything that defines a run, frozen and stored verbatim in its record: the run key is
+    its hash (:meth:`key`) and ``attriboard verify`` rebuilds the run from it with no search.
+    Content hashes (task spec, data, models, code) pin what the named inputs produced."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+    harness_version: str
+    task: str
+    """The registered task name; the task is ``get_task(task, **task_overrides)``."""
+    task_overrides: dict[str, Finite] = Field(default_factory=dict)
+    task_spec_hash: str
+    data_hash: str
+    model_recipe: dict[str, Finite]
+    """The reference model's recipe (:class:`harness.models.reference.ModelRecipe`), verbatim."""
+    model_hash: str
+    mlm: Optional[str] = None
+    """The masked-LM choice (``tiny``, ``bert-base-uncased``, ``hf:NAME``); None: the run had none."""
+    mlm_recipe_hash: Optional[str] = None
+    mlm_hash: Optional[str] = None
+    submission: str
+    submission_version: str
+    code_hash: str
+    params: dict[str, Finite] = Field(default_factory=dict)
+    members: Optional[dict[str, str]] = None
+    """Code hashes of the built-ins a composite submission runs (an ensemble's ``members``)."""
+    shared_code_hash: str
+    aggregation: str
+    batch_size: int
+    seed: int
+    device: str
+    """The device class the run asked for (``cpu``, ``cuda``)."""
+    isolation: dict[str, Finite]
+    """``{"mode": "none"}`` or ``{"mode": "process", <the worker limits>}``."""
+    official: Optional[dict[str, Finite]] = None
+    """Official runs: the secret's commitment and the hidden-subset size (never the secret)."""
+
+    def key(self) -> str:
+        """sha256 of the canonical JSON (sorted keys), so a spec read back hashes the same."""
+        import hashlib
+
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
 class Provenance(_Strict):
     harness_version: str
     git_sha: Optional[str]
@@ -194,6 +239,9 @@ class ResultRecord(_Strict):
     schema_version: Literal["1"] = RESULT_SCHEMA_VERSION
     status: Literal["ok", "error"]
     run_key: str
+    """The hash of :attr:`run_spec` (:meth:`RunSpec.key`)."""
+    run_spec: Optional[RunSpec] = None
+    """How the run was made, verbatim (None only in records written before run specs)."""
     submission: SubmissionInfo
     task: TaskInfo
     model: ModelInfo

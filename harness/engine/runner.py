@@ -31,13 +31,13 @@ from harness.engine.memory import PeakMemory
 from harness.metrics.base import get_metric
 from harness.models.reference import ReferenceModel, train_reference_model
 from harness.core.outputs import OutputError, check_attributions, check_extras, word_maps
-from harness.protocols import Attributions, MetricInputs
+from harness.protocols import MetricInputs
 from harness.core.provenance import REPO_ROOT, provenance
 from harness.engine.records import (Cost, ErrorInfo, MaskedLMInfo, Memory, MetricScore, ModelInfo, ResultRecord,
-                             SubmissionInfo, TaskInfo, Timing, Truncation)
+                             RunSpec, SubmissionInfo, TaskInfo, Timing, Truncation)
 from harness.metrics.stats import bootstrap_ci, percentile
 from harness.core.submission import Submission
-from harness.engine.task import CustomTask, PreparedTask, Task
+from harness.engine.task import Evaluation, ExplainerCallError, PreparedTask, Task
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,12 @@ class TaskContext:
     truncated: list[bool]
     mlm: Any = None
     """The task's masked LM (also attached to ``ref.bundle.mlm``), or None."""
+    mlm_choice: str | None = None
+    """Which masked LM (:func:`mlm_choice`), as recorded in the run spec."""
+    secret_vocabulary: bool = False
+    """Official runs: the task drew its secret variant (:meth:`Task.use_secret`)."""
+    pool_size: int | None = None
+    """Official runs with a hidden subset: the number of examples it was drawn from."""
 
 
 @dataclass
@@ -123,18 +129,18 @@ def mlm_choice(task: Task, config: RunConfig) -> str | None:
 
 
 def prepare_task(task: Task, config: RunConfig) -> TaskContext:
+    from harness.models.encoding import truncated_flags
     from harness.models.mlm import attach_mlm, build_task_mlm
 
-    if config.secret is not None and hasattr(task, "use_secret"):
-        task.use_secret(config.secret)
+    secret_vocabulary = task.use_secret(config.secret) if config.secret is not None else False
     data = task.prepare()
+    pool_size = None
     if config.secret is not None and config.hidden_subset:
         from harness.engine.official import hidden_subset
 
         pool_size = len(data.examples)
         data = hidden_subset(data, config.secret, task.spec.name, config.hidden_subset)
-        task.official_pool_size = pool_size
-    cache_name = getattr(task, "model_cache_name", task.spec.name)  # sanity reuses planted_sst's cached models
+    cache_name = task.reference_cache_name()
     ref = train_reference_model(task.spec.model, data.train, data.dev, task.spec.num_labels,
                                 config.cache_dir, cache_name)
     bundle = ref.bundle
@@ -150,12 +156,10 @@ def prepare_task(task: Task, config: RunConfig) -> TaskContext:
     segs = [e.segments for e in data.examples]
     probs = bundle.proba_of_segments(segs)
     targets = probs.argmax(-1).astype(int).tolist()
-    from harness.models.encoding import truncated_flags
-
     truncated = truncated_flags(bundle.tokenizer, segs, bundle.max_length)
-    ctx = TaskContext(task, data, ref, targets, truncated, mlm)
-    if hasattr(task, "on_prepared"):  # a task that builds more from the run (sanity: models of other seeds)
-        task.on_prepared(ctx, config)
+    ctx = TaskContext(task, data, ref, targets, truncated, mlm, mlm_choice=choice,
+                      secret_vocabulary=bool(secret_vocabulary), pool_size=pool_size)
+    task.on_prepared(ctx, config)
     return ctx
 
 
@@ -183,15 +187,41 @@ def member_code_hashes(sub: Submission) -> dict[str, str] | None:
     return {str(m): builtins.get(str(m)).code_hash if str(m) in builtins else "?" for m in members}
 
 
+def run_spec(sub: Submission, ctx: TaskContext, config: RunConfig) -> RunSpec:
+    """The frozen spec of running ``sub`` on the prepared task (stored in its record)."""
+    spec = ctx.task.spec
+    official = None
+    if config.secret is not None:
+        from harness.engine.official import commitment
+
+        official = {"secret_commitment": commitment(config.secret), "hidden_subset": config.hidden_subset or None}
+    return RunSpec(
+        harness_version=__version__, task=spec.name, task_overrides=_jsonable(dict(ctx.task.overrides)),
+        task_spec_hash=spec.hash(), data_hash=ctx.data.data_hash, model_recipe=_jsonable(spec.model.model_dump()),
+        model_hash=ctx.ref.model_hash, mlm=ctx.mlm_choice if ctx.mlm is not None else None,
+        mlm_recipe_hash=getattr(ctx.mlm, "recipe_hash", None), mlm_hash=getattr(ctx.mlm, "model_hash", None),
+        submission=sub.name, submission_version=sub.meta.version, code_hash=sub.code_hash,
+        params=_jsonable(sub.params), members=member_code_hashes(sub), shared_code_hash=shared_code_hash(),
+        aggregation=config.aggregation, batch_size=config.batch_size, seed=config.seed,
+        device=ctx.ref.bundle.device.type, isolation=_isolation_spec(config), official=official)
+
+
 def run_key(sub: Submission, ctx: TaskContext, config: RunConfig) -> str:
-    return _h({
-        "harness": __version__, "submission": sub.name, "version": sub.meta.version,
-        "code": sub.code_hash, "params": sub.params, "task": ctx.task.spec.hash(),
-        "data": ctx.data.data_hash, "model": ctx.ref.model_hash, "seed": config.seed,
-        "aggregation": config.aggregation, "batch_size": config.batch_size,
-        "mlm": getattr(ctx.mlm, "model_hash", None), "shared_code": shared_code_hash(),
-        "members": member_code_hashes(sub),
-    })
+    return run_spec(sub, ctx, config).key()
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=str))
+
+
+def _isolation_spec(config: RunConfig) -> dict[str, Any]:
+    if config.isolation == "none":
+        return {"mode": "none"}
+    from harness.sandbox.isolation import IsolationSettings
+
+    settings = config.isolation_settings or IsolationSettings()
+    return {"mode": config.isolation, **settings.as_record(), "namespaces": settings.namespaces,
+            "seccomp": bool(settings.seccomp)}
 
 
 def result_path(config: RunConfig, ctx: TaskContext, sub: Submission) -> Path:
@@ -259,32 +289,78 @@ def _isolation_info(config: RunConfig, explainer=None):
     return IsolationInfo(mode="process", layers=list(getattr(explainer, "layers", []) or []), limits=limits)
 
 
-def _explain_chunks(sub: Submission, ctx: TaskContext, config: RunConfig, key: str, info: dict | None = None):
-    """Run (or load from cache) every chunk; returns per-example raw maps and chunk records."""
+class Run:
+    """One submission on one prepared task, in progress: what :meth:`Task.evaluate` works with.
+
+    It opens the explainer on first use (sandboxed or in process, per the run config),
+    runs batched explain calls with caching and measurement (:meth:`explain_all`), and
+    scores word maps with registered metrics (:meth:`score`).  Examples and targets are
+    the task's inputs; gold annotations reach only metrics, never the explainer."""
+
+    def __init__(self, sub: Submission, ctx: TaskContext, config: RunConfig, key: str, stack: ExitStack):
+        self.sub, self.ctx, self.config, self.key, self._stack = sub, ctx, config, key, stack
+        self.isolation = _isolation_info(config)
+        self.chunks: list[dict] = []
+        """The measured explain calls of :meth:`explain_all` (one per chunk, cached ones included)."""
+        self._explainer = None
+
+    @property
+    def bundle(self):
+        return self.ctx.ref.bundle
+
+    @property
+    def examples(self):
+        return self.ctx.data.examples
+
+    @property
+    def targets(self) -> list[int]:
+        return self.ctx.targets
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+    @property
+    def opened(self):
+        """The explainer if it was opened, else None."""
+        return self._explainer
+
+    def explainer(self):
+        """The submission's explainer (opened on first use; a load failure is stage ``load``)."""
+        if self._explainer is None:
+            self._explainer = self._stack.enter_context(open_explainer(self.sub, self.ctx, self.config))
+            self.isolation = _isolation_info(self.config, self._explainer)
+        return self._explainer
+
+    def explain_all(self) -> list[np.ndarray]:
+        """Every example explained once, in chunks of the batch size (cached under the run key):
+        the word maps, one per example."""
+        self.chunks = _explain_chunks(self)
+        return [np.asarray(m) for c in self.chunks for m in c["maps"]]
+
+    def score(self, metric_names: Sequence[str], maps) -> Evaluation:
+        """Score word maps with registered metrics (a failure is stage ``metric``)."""
+        try:
+            return _score(metric_names, maps, self.ctx, self.chunks)
+        except Exception as e:
+            raise _Failure("metric", e, traceback.format_exc()) from e
+
+
+def _explain_chunks(run: Run) -> list[dict]:
+    """Run (or load from cache) every chunk; returns the chunk records (maps, timing, counts)."""
     import torch
     from tqdm.auto import tqdm
 
-    bundle = ctx.ref.bundle
+    sub, ctx, config, key, bundle = run.sub, run.ctx, run.config, run.key, run.bundle
     cache = Path(config.cache_dir) / "attributions" / sub.name
     cache.mkdir(parents=True, exist_ok=True)
-    with ExitStack() as stack:
-        return _explain_chunks_with(sub, ctx, config, key, bundle, cache, stack, {} if info is None else info)
-
-
-def _explain_chunks_with(sub, ctx, config, key, bundle, cache, stack, info):
-    import torch
-    from tqdm.auto import tqdm
-
-    explainer = None  # started on the first chunk that is not cached
     examples = ctx.data.examples
     chunks = []
     n_chunks = (len(examples) + config.batch_size - 1) // config.batch_size
     bar = tqdm(range(n_chunks), desc=f"{sub.name} on {ctx.task.spec.name}", disable=None, mininterval=1.0)
     for c in bar:
         lo, hi = c * config.batch_size, min(len(examples), (c + 1) * config.batch_size)
-        ckey = _h({"run": key, "ids": [e.id for e in examples[lo:hi]], "segments": [e.segments for e in examples[lo:hi]],
-                   # maps computed without containment never stand in for isolated ones
-                   **({"isolation": config.isolation} if config.isolation != "none" else {})})
+        ckey = _h({"run": key, "ids": [e.id for e in examples[lo:hi]], "segments": [e.segments for e in examples[lo:hi]]})
         cfile = cache / f"{ckey}.json"
         if cfile.exists() and not config.force:
             rec = _read_chunk(cfile, hi - lo)
@@ -292,9 +368,7 @@ def _explain_chunks_with(sub, ctx, config, key, bundle, cache, stack, info):
                 rec["cached"] = True
                 chunks.append(rec)
                 continue
-        if explainer is None:
-            explainer = stack.enter_context(open_explainer(sub, ctx, config))
-            info["isolation"] = _isolation_info(config, explainer)
+        explainer = run.explainer()
         batch = bundle.make_batch([e.segments for e in examples[lo:hi]], ctx.targets[lo:hi], seed=config.seed)
         torch.manual_seed(config.seed)
         before = bundle.counter.snapshot()
@@ -393,134 +467,106 @@ def _official_info(ctx: TaskContext, config: RunConfig):
     from harness.engine.official import commitment
     from harness.engine.records import OfficialRun
 
-    return OfficialRun(secret_commitment=commitment(config.secret),
-                       secret_vocabulary=bool(getattr(ctx.task, "secret_vocabulary", False)),
-                       hidden_subset=config.hidden_subset or None,
-                       pool_size=getattr(ctx.task, "official_pool_size", None))
+    return OfficialRun(secret_commitment=commitment(config.secret), secret_vocabulary=ctx.secret_vocabulary,
+                       hidden_subset=config.hidden_subset or None, pool_size=ctx.pool_size)
 
 
-def _base_record(sub: Submission, ctx: TaskContext, config: RunConfig, key: str, status: str, level=None,
+def _base_record(sub: Submission, ctx: TaskContext, config: RunConfig, spec: RunSpec, status: str, level=None,
                  isolation=None):
-    spec = ctx.task.spec
+    tspec = ctx.task.spec
     return dict(
         isolation=isolation, official=_official_info(ctx, config),
-        status=status, run_key=key,
+        status=status, run_key=spec.key(), run_spec=spec,
         submission=SubmissionInfo(name=sub.name, version=sub.meta.version, params=sub.params,
                                   code_hash=sub.code_hash, level=level),
-        task=TaskInfo(name=spec.name, version=spec.version, spec_hash=spec.hash(), main_metric=spec.main_metric,
+        task=TaskInfo(name=tspec.name, version=tspec.version, spec_hash=tspec.hash(), main_metric=tspec.main_metric,
                       n_examples=len(ctx.data.examples), data_hash=ctx.data.data_hash,
-                      data_source=f"{spec.dataset.source}:{spec.dataset.id}",
-                      load_report=dict(getattr(ctx.task, "load_report", None) or {}),
-                      overrides=json.loads(json.dumps(getattr(ctx.task, "overrides", None) or {}, default=str))),
+                      data_source=f"{tspec.dataset.source}:{tspec.dataset.id}",
+                      load_report=dict(ctx.task.load_report or {}), overrides=spec.task_overrides),
         model=ModelInfo(name=ctx.ref.bundle.name, description=ctx.ref.description, recipe_hash=ctx.ref.recipe.hash(),
                         model_hash=ctx.ref.model_hash, dev_accuracy=ctx.ref.dev_accuracy),
         mlm=None if ctx.mlm is None else MaskedLMInfo(
             name=ctx.mlm.name, description=ctx.mlm.description, model_hash=ctx.mlm.model_hash,
             recipe_hash=getattr(ctx.mlm, "recipe_hash", None)),
-        aggregation=config.aggregation, main_metric=spec.main_metric,
+        aggregation=config.aggregation, main_metric=tspec.main_metric,
         truncation=Truncation(policy=TRUNCATION_POLICY, max_length=ctx.ref.bundle.max_length,
                               n_inputs=len(ctx.truncated), n_truncated=int(sum(ctx.truncated))),
-        provenance=provenance({"explain": config.seed, "label": spec.params.get("label_seed", 0),
-                               "model": spec.model.seed, "bootstrap": 0}),
+        provenance=provenance({"explain": config.seed, "label": tspec.params.get("label_seed", 0),
+                               "model": tspec.model.seed, "bootstrap": 0}),
     )
 
 
-def score(metric_names: Sequence[str], maps, ctx: TaskContext) -> tuple[dict, dict]:
+def _score(metric_names: Sequence[str], maps, ctx: TaskContext, chunks: Sequence[dict] = ()) -> Evaluation:
+    """The default evaluation's scores: every metric's per-example values on the word maps,
+    plus the explainer's extras (from the chunks) as diagnostics."""
     inputs = MetricInputs(examples=ctx.data.examples, word_scores=maps, gold=ctx.data.gold,
                           model=ctx.ref.bundle, targets=ctx.targets)
-    scores, per_example = {}, {}
-    metric_params = ctx.task.spec.metric_params
+    ev = Evaluation(per_example={}, higher_is_better={}, family={}, level=chunks[0]["level"] if chunks else None)
     for name in metric_names:
-        params = dict(metric_params.get(name, {}))
+        params = dict(ctx.task.spec.metric_params.get(name, {}))
         metric = get_metric(name, **params)
         values = np.asarray(metric.per_example(inputs), dtype=np.float64)
         if values.shape != (len(maps),):
             raise ValueError(f"metric {name} returned {values.shape}, expected ({len(maps)},)")
+        ev.per_example[name] = values
+        ev.higher_is_better[name], ev.family[name], ev.params[name] = metric.higher_is_better, metric.family, params
+        ev.details[name] = dict(getattr(metric, "details", {}))
+    for k in sorted({k for c in chunks for k in c["extras"]}):
+        vals = np.concatenate([np.asarray(c["extras"][k], dtype=float) for c in chunks if k in c["extras"]])
+        ev.diagnostics[f"{k}_mean"] = float(vals.mean())
+        ev.diagnostics[f"{k}_max"] = float(vals.max())
+    return ev
+
+
+def scores_of(ev: Evaluation, main_metric: str) -> tuple[dict[str, MetricScore], dict[str, list[float]]]:
+    """Bootstrap mean and CI of every metric of an evaluation."""
+    scores, per_example = {}, {}
+    for name, vals in ev.per_example.items():
+        values = np.asarray(vals, dtype=np.float64)
         mean, lo, hi = bootstrap_ci(values)
-        details = {k: float(v) for k, v in sorted(getattr(metric, "details", {}).items())}
-        scores[name] = MetricScore(value=mean, ci_low=lo, ci_high=hi, higher_is_better=metric.higher_is_better,
-                                   family=metric.family, n=int(values.size), params=params, details=details)
+        scores[name] = MetricScore(value=mean, ci_low=lo, ci_high=hi, higher_is_better=ev.higher_is_better[name],
+                                   family=ev.family[name], n=int(values.size), params=ev.params.get(name, {}),
+                                   details={k: float(v) for k, v in sorted(ev.details.get(name, {}).items())})
         per_example[name] = values.tolist()
+    if main_metric not in scores:
+        raise ValueError(f"task evaluation returned no main metric {main_metric!r}")
     return scores, per_example
 
 
-def _error_record(sub, ctx, config, key, f: "_Failure", isolation=None) -> ResultRecord:
+def _error_record(sub, ctx, config, spec: RunSpec, f: "_Failure", isolation=None) -> ResultRecord:
     log.error("%s on %s failed at %s: %s: %s", sub.name, ctx.task.spec.name, f.stage,
               getattr(f.exc, "error_type", None) or type(f.exc).__name__, f.exc)
-    return ResultRecord(**_base_record(sub, ctx, config, key, "error", isolation=isolation),
+    return ResultRecord(**_base_record(sub, ctx, config, spec, "error", isolation=isolation),
                         error=ErrorInfo(type=getattr(f.exc, "error_type", None) or type(f.exc).__name__,
                                         message=str(f.exc)[:2000],
                                         stage=f.stage, traceback=f.tb[-4000:]))
 
 
-def run_custom(sub: Submission, ctx: TaskContext, config: RunConfig) -> ResultRecord:
-    """A :class:`~harness.engine.task.CustomTask` (e.g. fragility): the task drives the explainer."""
+@dataclass
+class _Outer:
+    """The measurement around a whole :meth:`Task.evaluate` call."""
+
+    seconds: float
+    counts: tuple[int, int, int]
+    mem: Any
+    worker_peak_mb: float | None
+    totals: dict
+
+
+def _evaluate(run: Run) -> tuple[Evaluation, _Outer]:
+    """``task.evaluate(run)``, timed and counted as a whole; failures become :class:`_Failure`
+    with their stage (the explainer's, a metric's, or the task's own ``failure_stage``)."""
     import torch
 
-    from tasks.fragility.attack import ExplainerCallError
-
-    key = run_key(sub, ctx, config)
-    bundle = ctx.ref.bundle
-    info: dict = {"isolation": _isolation_info(config)}
-    try:
-        with ExitStack() as stack:
-            explainer = stack.enter_context(open_explainer(sub, ctx, config))
-            info["isolation"] = _isolation_info(config, explainer)
-            ev, seconds, before, after, mem = _evaluate_custom(explainer, ctx, config)
-            worker_peak = getattr(explainer, "peak_rss_mb", None)
-            totals = dict(getattr(explainer, "totals", None) or {})
-        bundle.model.eval()
-        try:
-            scores, per_example = {}, {}
-            for name, vals in ev.per_example.items():
-                values = np.asarray(vals, dtype=np.float64)
-                mean, lo, hi = bootstrap_ci(values)
-                scores[name] = MetricScore(value=mean, ci_low=lo, ci_high=hi, higher_is_better=ev.higher_is_better[name],
-                                           family=ev.family[name], n=int(values.size),
-                                           details={k: float(v) for k, v in sorted(ev.details.get(name, {}).items())})
-                per_example[name] = values.tolist()
-            if ctx.task.spec.main_metric not in scores:
-                raise ValueError(f"task evaluation returned no main metric {ctx.task.spec.main_metric!r}")
-        except Exception as e:
-            raise _Failure("metric", e, traceback.format_exc()) from e
-    except _Failure as f:
-        return _error_record(sub, ctx, config, key, f, info.get("isolation"))
-    n = len(ctx.data.examples)
-    fwd, bwd, mlm = (a - b for a, b in zip(after, before))
-    dev = bundle.device
-    base = _base_record(sub, ctx, config, key, "ok", isolation=info.get("isolation"))
-    base["aggregation"] = ctx.task.spec.params.get("aggregation", config.aggregation)
-    return ResultRecord(
-        **base, scores=scores, per_example=per_example, example_ids=[e.id for e in ctx.data.examples],
-        tables=ev.tables,
-        timing=Timing(total_s=seconds, per_example_p50_s=seconds / n, per_example_p95_s=seconds / n,
-                      per_example_mean_s=seconds / n, device=device_label(dev), cuda_synchronized=dev.type == "cuda",
-                      # isolated: CPU of the worker's explain calls, measured from here; the total time is
-                      # the task's whole loop (the harness's own work included)
-                      cpu_total_s=totals.get("cpu_s", mem.cpu_s), gpu_total_s=totals.get("gpu_s") or None,
-                      measured_by="harness" if totals else "in-process",
-                      self_reported_total_s=totals.get("reported_s")),
-        cost=Cost(forward_passes=fwd, backward_passes=bwd, mlm_calls=mlm, forward_per_example=fwd / n,
-                  backward_per_example=bwd / n, mlm_per_example=mlm / n, self_reported=bool(totals),
-                  pass_check="not checked"),
-        memory=(Memory(peak_rss_mb=mem.peak_rss_mb, peak_cuda_mb=mem.peak_cuda_mb, scope="process")
-                if worker_peak is None else Memory(peak_rss_mb=worker_peak, scope="worker")),
-    )
-
-
-def _evaluate_custom(explainer, ctx: TaskContext, config: RunConfig):
-    """Run a custom task's evaluation loop, timed and counted; failures become :class:`_Failure`."""
-    import torch
-
-    from tasks.fragility.attack import ExplainerCallError
-
-    bundle = ctx.ref.bundle
-    torch.manual_seed(config.seed)
+    task, bundle = run.ctx.task, run.bundle
+    torch.manual_seed(run.seed)
     before = bundle.counter.snapshot()
     with PeakMemory() as mem:
         t0 = time.perf_counter()
         try:
-            ev = ctx.task.evaluate(explainer, bundle, ctx.data.examples, ctx.targets, config.seed)
+            ev = task.evaluate(run)
+        except _Failure:
+            raise
         except ExplainerCallError as e:
             cause = e.__cause__ or e
             stage = "validate-output" if isinstance(cause, OutputError) else "explain"
@@ -530,65 +576,87 @@ def _evaluate_custom(explainer, ctx: TaskContext, config: RunConfig):
         except Exception as e:
             if getattr(e, "stage", None):  # a worker failure surfacing outside an explain call
                 raise _Failure("explain", e, traceback.format_exc()) from e
-            raise _Failure("attack", e, traceback.format_exc()) from e
+            raise _Failure(task.failure_stage, e, traceback.format_exc()) from e
         if bundle.device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
-    return ev, seconds, before, bundle.counter.snapshot(), mem
+    after = bundle.counter.snapshot()
+    ex = run.opened
+    return ev, _Outer(seconds, tuple(a - b for a, b in zip(after, before)), mem,
+                      getattr(ex, "peak_rss_mb", None), dict(getattr(ex, "totals", None) or {}))
 
 
-def run_submission(sub: Submission, ctx: TaskContext, config: RunConfig) -> ResultRecord:
-    if isinstance(ctx.task, CustomTask):
-        return run_custom(sub, ctx, config)
-    key = run_key(sub, ctx, config)
-    info: dict = {"isolation": _isolation_info(config)}
-    try:
-        chunks = _explain_chunks(sub, ctx, config, key, info)
-        maps = [np.asarray(m) for c in chunks for m in c["maps"]]
-        try:
-            scores, per_example = score(ctx.task.metric_names(), maps, ctx)
-        except Exception as e:
-            raise _Failure("metric", e, traceback.format_exc()) from e
-    except _Failure as f:
-        return _error_record(sub, ctx, config, key, f, info.get("isolation"))
-    n = len(maps)
+def _measured_chunks(chunks: list[dict], n: int, dev) -> tuple[Timing, Cost, Memory]:
+    """Timing, cost and memory of the measured explain calls (one per chunk)."""
     per_ex_time = [c["seconds"] / c["n"] for c in chunks for _ in range(c["n"])]
     fwd, bwd, mlm = (sum(c[k] for c in chunks) for k in ("forward", "backward", "mlm"))
-    diagnostics = {}
-    for k in sorted({k for c in chunks for k in c["extras"]}):
-        vals = np.concatenate([np.asarray(c["extras"][k], dtype=float) for c in chunks if k in c["extras"]])
-        diagnostics[f"{k}_mean"] = float(vals.mean())
-        diagnostics[f"{k}_max"] = float(vals.max())
     cuda_peaks = [c["peak_cuda_mb"] for c in chunks if c.get("peak_cuda_mb") is not None]
-    dev = ctx.ref.bundle.device
     isolated = bool(chunks) and all(c.get("measured_by") == "harness" for c in chunks)
     checks = sorted({c.get("pass_check", "not checked") for c in chunks})
     bad = [x for x in checks if x.startswith("inconsistent")]
     gpu = [c["gpu_s"] for c in chunks if c.get("gpu_s") is not None]
-    return ResultRecord(
-        **_base_record(sub, ctx, config, key, "ok", level=chunks[0]["level"] if chunks else None,
-                       isolation=info.get("isolation")),
-        scores=scores, per_example=per_example, example_ids=[e.id for e in ctx.data.examples],
-        diagnostics=diagnostics,
-        timing=Timing(total_s=float(sum(c["seconds"] for c in chunks)), per_example_p50_s=percentile(per_ex_time, 50),
-                      per_example_p95_s=percentile(per_ex_time, 95), per_example_mean_s=float(np.mean(per_ex_time)),
-                      device=device_label(dev), cuda_synchronized=dev.type == "cuda",
-                      cached_chunks=sum(1 for c in chunks if c["cached"]),
-                      cpu_total_s=float(sum(c.get("cpu_s") or 0.0 for c in chunks)),
-                      gpu_total_s=float(sum(gpu)) if gpu else None,
-                      measured_by="harness" if isolated else "in-process",
-                      self_reported_total_s=float(sum(c.get("reported_seconds") or 0.0 for c in chunks))
-                      if isolated else None),
-        cost=Cost(forward_passes=fwd, backward_passes=bwd, mlm_calls=mlm, forward_per_example=fwd / n,
-                  backward_per_example=bwd / n, mlm_per_example=mlm / n, self_reported=isolated,
-                  pass_check=bad[0] if bad else (checks[0] if len(checks) == 1 else "consistent")),
-        memory=Memory(peak_rss_mb=max(c["peak_rss_mb"] for c in chunks),
-                      peak_cuda_mb=max(cuda_peaks) if cuda_peaks else None,
-                      scope="worker" if all(c.get("memory_scope") == "worker" for c in chunks) else "process"),
-    )
+    timing = Timing(total_s=float(sum(c["seconds"] for c in chunks)), per_example_p50_s=percentile(per_ex_time, 50),
+                    per_example_p95_s=percentile(per_ex_time, 95), per_example_mean_s=float(np.mean(per_ex_time)),
+                    device=device_label(dev), cuda_synchronized=dev.type == "cuda",
+                    cached_chunks=sum(1 for c in chunks if c["cached"]),
+                    cpu_total_s=float(sum(c.get("cpu_s") or 0.0 for c in chunks)),
+                    gpu_total_s=float(sum(gpu)) if gpu else None,
+                    measured_by="harness" if isolated else "in-process",
+                    self_reported_total_s=float(sum(c.get("reported_seconds") or 0.0 for c in chunks))
+                    if isolated else None)
+    cost = Cost(forward_passes=fwd, backward_passes=bwd, mlm_calls=mlm, forward_per_example=fwd / n,
+                backward_per_example=bwd / n, mlm_per_example=mlm / n, self_reported=isolated,
+                pass_check=bad[0] if bad else (checks[0] if len(checks) == 1 else "consistent"))
+    memory = Memory(peak_rss_mb=max(c["peak_rss_mb"] for c in chunks),
+                    peak_cuda_mb=max(cuda_peaks) if cuda_peaks else None,
+                    scope="worker" if all(c.get("memory_scope") == "worker" for c in chunks) else "process")
+    return timing, cost, memory
 
 
-def _record_failure(sub: Submission, ctx: TaskContext, config: RunConfig, key: str, e: Exception) -> ResultRecord:
+def _measured_loop(o: _Outer, n: int, dev) -> tuple[Timing, Cost, Memory]:
+    """Timing, cost and memory of a task's own loop, measured as a whole: the total time is the
+    loop's (the harness's own work included); isolated, CPU and GPU are the worker's explain
+    calls, measured from here."""
+    seconds, (fwd, bwd, mlm), totals = o.seconds, o.counts, o.totals
+    timing = Timing(total_s=seconds, per_example_p50_s=seconds / n, per_example_p95_s=seconds / n,
+                    per_example_mean_s=seconds / n, device=device_label(dev), cuda_synchronized=dev.type == "cuda",
+                    cpu_total_s=totals.get("cpu_s", o.mem.cpu_s), gpu_total_s=totals.get("gpu_s") or None,
+                    measured_by="harness" if totals else "in-process",
+                    self_reported_total_s=totals.get("reported_s"))
+    cost = Cost(forward_passes=fwd, backward_passes=bwd, mlm_calls=mlm, forward_per_example=fwd / n,
+                backward_per_example=bwd / n, mlm_per_example=mlm / n, self_reported=bool(totals),
+                pass_check="not checked")
+    memory = (Memory(peak_rss_mb=o.mem.peak_rss_mb, peak_cuda_mb=o.mem.peak_cuda_mb, scope="process")
+              if o.worker_peak_mb is None else Memory(peak_rss_mb=o.worker_peak_mb, scope="worker"))
+    return timing, cost, memory
+
+
+def run_submission(sub: Submission, ctx: TaskContext, config: RunConfig) -> ResultRecord:
+    """The one loop that builds every record: ``task.evaluate`` on a :class:`Run`, then the
+    scores, the measured cost and the run spec into a :class:`ResultRecord`."""
+    spec = run_spec(sub, ctx, config)
+    run = None
+    try:
+        with ExitStack() as stack:
+            run = Run(sub, ctx, config, spec.key(), stack)
+            ev, outer = _evaluate(run)
+        ctx.ref.bundle.model.eval()
+        try:
+            scores, per_example = scores_of(ev, ctx.task.spec.main_metric)
+        except Exception as e:
+            raise _Failure("metric", e, traceback.format_exc()) from e
+    except _Failure as f:
+        return _error_record(sub, ctx, config, spec, f, run.isolation if run else _isolation_info(config))
+    n, dev = len(ctx.data.examples), ctx.ref.bundle.device
+    timing, cost, memory = (_measured_chunks(run.chunks, n, dev) if run.chunks else _measured_loop(outer, n, dev))
+    base = _base_record(sub, ctx, config, spec, "ok", level=ev.level, isolation=run.isolation)
+    if ev.aggregation is not None:
+        base["aggregation"] = ev.aggregation
+    return ResultRecord(**base, scores=scores, per_example=per_example, example_ids=[e.id for e in ctx.data.examples],
+                        diagnostics=ev.diagnostics, tables=ev.tables, timing=timing, cost=cost, memory=memory)
+
+
+def _record_failure(sub: Submission, ctx: TaskContext, config: RunConfig, spec: RunSpec, e: Exception) -> ResultRecord:
     """The error record when the harness could not build or write a submission's record from
     what its run produced (e.g. values outside the record schema): stage ``record``; the
     submission's cached chunks are dropped so that a re-run recomputes them."""
@@ -596,7 +664,7 @@ def _record_failure(sub: Submission, ctx: TaskContext, config: RunConfig, key: s
 
     log.error("%s on %s: could not build its record: %s: %s", sub.name, ctx.task.spec.name, type(e).__name__, e)
     shutil.rmtree(Path(config.cache_dir) / "attributions" / sub.name, ignore_errors=True)
-    return _error_record(sub, ctx, config, key, _Failure("record", e, traceback.format_exc()),
+    return _error_record(sub, ctx, config, spec, _Failure("record", e, traceback.format_exc()),
                          _isolation_info(config))
 
 
@@ -644,20 +712,18 @@ def _run_grid(tasks: Sequence[Task], submissions: Sequence[Submission], config: 
             continue
         log.info("task %s: %d examples, model %s (dev accuracy %.4f), %d inputs truncated",
                  task.spec.name, len(ctx.data.examples), ctx.ref.description, ctx.ref.dev_accuracy, sum(ctx.truncated))
-        allowed = getattr(task, "default_submissions", None)
+        allowed = task.default_submissions
         for sub in submissions:
             if allowed is not None and not config.all_submissions and sub.name not in allowed:
                 log.info("%s on %s: not in the task's default submissions %s, skipped (use --all-submissions)",
                          sub.name, task.spec.name, list(allowed))
                 continue
             path = result_path(config, ctx, sub)
-            key = run_key(sub, ctx, config)
+            spec = run_spec(sub, ctx, config)
             if path.exists() and not config.force:
                 try:
                     old = ResultRecord.read(path)
-                    old_isolation = old.isolation.mode if old.isolation is not None else "none"
-                    if old.run_key == key and old.status == "ok" and (
-                            config.isolation == "none" or old_isolation == config.isolation):
+                    if old.run_key == spec.key() and old.status == "ok" and old.run_spec == spec:
                         log.info("%s on %s: up to date, skipped", sub.name, task.spec.name)
                         summary.skipped.append(path)
                         continue
@@ -667,7 +733,7 @@ def _run_grid(tasks: Sequence[Task], submissions: Sequence[Submission], config: 
                 record = run_submission(sub, ctx, config)
                 record.write(path)
             except Exception as e:  # noqa: BLE001 - one submission never stops the grid
-                record = _record_failure(sub, ctx, config, key, e)
+                record = _record_failure(sub, ctx, config, spec, e)
                 record.write(path)
             summary.written.append(path)
             if record.status == "error":

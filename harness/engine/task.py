@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -72,7 +73,29 @@ def hash_prepared(train, dev, examples: Sequence[Example], gold: Sequence[Any]) 
 
 
 class Task(ABC):
+    """The task contract.  A task owns its data, its reference-model recipe, its metrics and,
+    optionally, its own evaluation loop and board sections; the engine calls only these hooks
+    (and never writes state onto a task):
+
+    - :meth:`prepare` (required): training rows, evaluated examples, gold annotations.
+    - :meth:`reference_cache_name`: the cache folder of its reference models.
+    - :meth:`use_secret`: official runs switch to a secret variant.
+    - :meth:`on_prepared`: builds more from the prepared run (sanity: models of other seeds).
+    - :meth:`evaluate`: explain-then-score by default; fragility and sanity run their own loops
+      and return the same :class:`Evaluation`, from which the one record builder makes the record.
+
+    Board sections of a task live in its package (``tasks/<name>/board.py``).
+    """
+
     spec: TaskSpec
+    #: the built-in submissions this task runs unless ``--all-submissions`` (None = every one)
+    default_submissions: tuple[str, ...] | None = None
+    #: the error stage of a failure inside :meth:`evaluate` that is neither the explainer's nor a metric's
+    failure_stage: str = "evaluate"
+    #: the keyword overrides the task was built with (set once by :func:`get_task`)
+    overrides: Mapping[str, Any] = MappingProxyType({})
+    #: what loading real data found (rows read, excluded, files); recorded with every result
+    load_report: Mapping[str, Any] = MappingProxyType({})
 
     @abstractmethod
     def prepare(self) -> PreparedTask:
@@ -80,6 +103,53 @@ class Task(ABC):
 
     def metric_names(self) -> tuple[str, ...]:
         return self.spec.metrics
+
+    def reference_cache_name(self) -> str:
+        """Cache folder name of the reference models (sanity shares its base task's)."""
+        return self.spec.name
+
+    def use_secret(self, secret: str) -> bool:
+        """Official runs: switch to the variant drawn with ``secret`` before :meth:`prepare`;
+        returns whether the task has one (recorded as ``official.secret_vocabulary``)."""
+        return False
+
+    def on_prepared(self, ctx, config) -> None:
+        """Called once the reference model, masked LM and targets are ready (``ctx``: the
+        engine's :class:`~harness.engine.runner.TaskContext`)."""
+
+    def evaluate(self, run) -> "Evaluation":
+        """Evaluate one submission (``run``: :class:`~harness.engine.runner.Run`, which opens
+        the explainer, runs and caches batched explain calls, and scores).  The default:
+        explain every example once, then score it with :meth:`metric_names`."""
+        maps = run.explain_all()
+        return run.score(self.metric_names(), maps)
+
+
+@dataclass
+class Evaluation:
+    """What :meth:`Task.evaluate` returns; the engine turns it into a result record.
+
+    ``per_example``: metric name -> (n,) finite values, one per evaluated input (aggregated
+    with bootstrap CIs).  ``higher_is_better``, ``family``, ``params`` and ``details`` per
+    metric name.  ``tables``: named lists of flat rows stored in the record (e.g. the
+    fragility per-bucket table).  ``level``: the explainer's attribution level, when known.
+    ``aggregation``: the token-to-word aggregation the task used, when it is the task's own.
+    """
+
+    per_example: dict[str, Any]
+    higher_is_better: dict[str, bool]
+    family: dict[str, str]
+    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    details: dict[str, dict[str, float]] = field(default_factory=dict)
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    diagnostics: dict[str, float] = field(default_factory=dict)
+    level: str | None = None
+    aggregation: str | None = None
+
+
+class ExplainerCallError(RuntimeError):
+    """A task's own loop: the explainer failed (its ``__cause__`` is the original error, an
+    :class:`~harness.core.outputs.OutputError` when the output was invalid)."""
 
 
 TASKS: Registry = Registry("task")
@@ -104,37 +174,5 @@ def load_builtin_tasks() -> None:
 def get_task(name: str, **overrides) -> Task:
     load_builtin_tasks()
     task = TASKS.get(name)(**overrides)
-    task.overrides = dict(overrides)  # recorded with every result (verify rebuilds the task from them)
+    task.overrides = MappingProxyType(dict(overrides))  # recorded in the run spec; verify rebuilds from them
     return task
-
-
-@dataclass
-class CustomEvaluation:
-    """What a task with its own evaluation loop returns (e.g. the fragility attack, which
-    calls the explainer many times on perturbed inputs).
-
-    ``per_example``: metric name -> (n,) finite values, one per evaluated input (the runner
-    aggregates them with bootstrap CIs like any metric).  ``higher_is_better`` and
-    ``family`` per metric name.  ``tables``: named lists of flat rows (e.g. the per-bucket
-    table) stored in the result record.  ``details``: extra floats per metric name.
-    """
-
-    per_example: dict[str, Any]
-    higher_is_better: dict[str, bool]
-    family: dict[str, str]
-    tables: dict[str, list[dict[str, Any]]]
-    details: dict[str, dict[str, float]]
-
-
-class CustomTask(Task):
-    """A task that runs its own evaluation loop instead of explain-once-then-score.
-
-    The runner still builds the explainer, times the call, counts model passes and catches
-    failures; the task must only ever hand the explainer :class:`~harness.protocols.ExplainBatch`
-    objects built by ``bundle.make_batch`` (inputs and target classes, nothing gold).
-    """
-
-    @abstractmethod
-    def evaluate(self, explainer, bundle, examples: Sequence[Example], targets: Sequence[int],
-                 seed: int) -> CustomEvaluation:
-        ...

@@ -37,7 +37,6 @@ import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Sequence
 
 import numpy as np
@@ -55,8 +54,8 @@ CPU_TOLERANCE = (1e-6, 1e-6)
 #: values; the CIs must overlap as well.
 DEVICE_TOLERANCE = (0.02, 0.0)
 #: Candidate batch sizes tried when recovering the recorded run configuration from its run key.
-BATCH_SIZES = (16, 8, 32, 4, 64, 1, 2, 12, 24, 48, 128, 256)
-AGGREGATIONS = ("absmax", "mean", "sum")
+#: run-spec fields that may differ in a re-run without changing what it computes
+SPEC_ENVIRONMENT = ("device", "isolation")
 #: Cache folders a verification may share with the normal run (content-addressed models).
 MODEL_CACHES = ("models", "mlm")
 
@@ -362,75 +361,75 @@ def compare_scores(old: ResultRecord, new: ResultRecord, tol: Tolerance) -> list
 
 # -- rebuilding -----------------------------------------------------------------------------------
 
-def _model_preset(label: str) -> str | None:
-    return {"tiny-bert": None, "minilm-l6": "minilm"}.get(label, f"hf:{label}")
+def run_spec_of(rec: ResultRecord):
+    """The record's run spec; a record without one (written before run specs) cannot be re-run."""
+    if rec.run_spec is None:
+        raise VerifyError("the record has no run spec (written by an attriboard before run specs were recorded): "
+                          "it cannot be rebuilt; re-run the submission to get a verifiable record")
+    return rec.run_spec
 
 
-def _mlm_preset(rec: ResultRecord) -> str | None:
-    if rec.mlm is None:
-        return "none"
-    from harness.models.mlm import MLM_PRESETS
-
-    name = rec.mlm.name
-    return {"tiny-mlm": None}.get(name, name if name in MLM_PRESETS else f"hf:{name}")
+def spec_checks(rec: ResultRecord) -> list[Check]:
+    """The recorded run key is the hash of the recorded run spec, and the spec agrees with
+    the record's own submission, task and model fields."""
+    spec = run_spec_of(rec)
+    pairs = {"submission": (spec.submission, rec.submission.name), "code_hash": (spec.code_hash, rec.submission.code_hash),
+             "submission_version": (spec.submission_version, rec.submission.version),
+             "params": (spec.params, rec.submission.params), "task": (spec.task, rec.task.name),
+             "task_spec_hash": (spec.task_spec_hash, rec.task.spec_hash), "data_hash": (spec.data_hash, rec.task.data_hash),
+             "model_hash": (spec.model_hash, rec.model.model_hash),
+             "mlm_hash": (spec.mlm_hash, rec.mlm.model_hash if rec.mlm else None)}
+    bad = [f"{k}: spec {a!r}, record {b!r}" for k, (a, b) in pairs.items() if a != b]
+    return [_check("run key = hash of the run spec", rec.run_key, spec.key()),
+            Check("run spec agrees with the record", "mismatch" if bad else "match",
+                  note="; ".join(bad) if bad else "submission, code, task, data and model hashes")]
 
 
 def rebuild_task(rec: ResultRecord, overrides: dict[str, Any], secret: str | None = None):
-    """The task of ``rec`` from its name and ``overrides``; candidates also take the number of
-    examples and the model from the record.  With ``secret`` (an official run's record), the task
-    draws its secret variant before its spec is compared.  Returns (task, spec-hash check)."""
+    """The task of ``rec``, rebuilt from its run spec: ``get_task(task, **task_overrides)``
+    (``overrides`` given here take precedence, e.g. another ``--data-dir``).  With ``secret``
+    (an official run's record) the task draws its secret variant before its spec is compared.
+    Returns (task, spec-hash check)."""
     from harness.engine.task import get_task
 
-    candidates = [dict(overrides)]
-    if rec.task.overrides:  # the run's own overrides, as recorded; the caller's take precedence
-        candidates.insert(0, {**rec.task.overrides, **overrides})
-    if "n_eval" not in overrides:
-        candidates.append({**overrides, "n_eval": rec.task.n_examples})
-    if "model" not in overrides and _model_preset(rec.model.name):
-        candidates += [{**c, "model": _model_preset(rec.model.name)} for c in list(candidates)]
-    first, errors = None, []
-    for ov in candidates:
-        try:
-            task = get_task(rec.task.name, **ov)
-            if secret is not None and hasattr(task, "use_secret"):
-                task.use_secret(secret)
-        except KeyError as e:
-            raise VerifyError(f"task {rec.task.name!r} is not registered: {e}") from e
-        except (TypeError, ValueError) as e:
-            errors.append(f"{ov}: {e}")
-            continue
-        if task.spec.hash() == rec.task.spec_hash:
-            return task, _check("task spec hash", rec.task.spec_hash, task.spec.hash(),
-                                f"rebuilt with {ov}" if ov else "rebuilt with the task's defaults")
-        first = first or task
-    if first is None:
-        raise VerifyError(f"task {rec.task.name} cannot be built: {'; '.join(errors)}")
-    return first, Check("task spec hash", "mismatch", rec.task.spec_hash, first.spec.hash(),
-                        "the task rebuilt from its name and the given overrides is not the recorded spec: the task "
-                        "code changed (version bump?), its environment changed, or the run used overrides "
-                        "(pass the run's --set/--n-eval/--model/--data-dir)")
+    spec = run_spec_of(rec)
+    ov = {**spec.task_overrides, **overrides}
+    try:
+        task = get_task(spec.task, **ov)
+    except KeyError as e:
+        raise VerifyError(f"task {spec.task!r} is not registered: {e}") from e
+    except (TypeError, ValueError) as e:
+        raise VerifyError(f"task {spec.task} cannot be built with {ov}: {e}") from e
+    if secret is not None:
+        task.use_secret(secret)
+    note = f"rebuilt with {ov}" if ov else "rebuilt with the task's defaults"
+    if task.spec.hash() != spec.task_spec_hash:
+        note += ("; the task code changed since the run (version bump?) or its environment did "
+                 "(another data folder or model)")
+    return task, _check("task spec hash", spec.task_spec_hash, task.spec.hash(), note)
 
 
-def recover_config(rec: ResultRecord, sub, task, opts: VerifyOptions):
-    """The run configuration (seed, aggregation, batch size) whose run key, computed from the
-    record's own hashes and the current harness, equals the recorded run key; None if none does."""
-    from harness.engine.runner import RunConfig, run_key
+def config_from_spec(rec: ResultRecord, opts: VerifyOptions, **kw):
+    """The run configuration of the record's run spec (seed, aggregation, batch size, masked
+    LM); ``opts.batch_size`` overrides the batch size."""
+    from harness.engine.runner import RunConfig
 
-    meta = sub.meta.model_copy(update={"version": rec.submission.version, "parameters": rec.submission.params})
-    fake_sub = dataclasses.replace(sub, meta=meta, code_hash=rec.submission.code_hash)
-    spec = SimpleNamespace(hash=lambda: rec.task.spec_hash)
-    ctx = SimpleNamespace(task=SimpleNamespace(spec=spec), data=SimpleNamespace(data_hash=rec.task.data_hash),
-                          ref=SimpleNamespace(model_hash=rec.model.model_hash),
-                          mlm=None if rec.mlm is None else SimpleNamespace(model_hash=rec.mlm.model_hash))
-    seed = rec.provenance.seeds.get("explain", 0)
-    aggs = list(dict.fromkeys([rec.aggregation, *AGGREGATIONS]))
-    sizes = [opts.batch_size] if opts.batch_size else list(BATCH_SIZES)
-    for bs in sizes:
-        for agg in aggs:
-            cfg = RunConfig(seed=seed, aggregation=agg, batch_size=bs)
-            if run_key(fake_sub, ctx, cfg) == rec.run_key:
-                return cfg
-    return None
+    spec = run_spec_of(rec)
+    return RunConfig(seed=spec.seed, aggregation=spec.aggregation, batch_size=opts.batch_size or spec.batch_size,
+                     mlm=spec.mlm or "none", **kw)
+
+
+def compare_specs(old, new) -> Check:
+    """The re-run's spec against the recorded one, field by field: a difference in what was
+    computed (code, data, models, parameters) is a mismatch; device and isolation are noted."""
+    a, b = old.model_dump(), new.model_dump()
+    differ = [k for k in a if a[k] != b.get(k)]
+    real = [k for k in differ if k not in SPEC_ENVIRONMENT]
+    env = [k for k in differ if k in SPEC_ENVIRONMENT]
+    note = "; ".join([*[f"{k}: recorded {a[k]!r}, re-run {b[k]!r}" for k in real][:6],
+                      *(f"{k} differs (environment, expected)" for k in env)])
+    return Check("run spec (re-run)", "mismatch" if real else "match", old.key(), new.key(),
+                 note or "every field equal")
 
 
 def _rerun_device(rec: ResultRecord, opts: VerifyOptions) -> str:
@@ -438,7 +437,7 @@ def _rerun_device(rec: ResultRecord, opts: VerifyOptions) -> str:
         return opts.device
     import torch
 
-    recorded = rec.timing.device if rec.timing else "cpu"
+    recorded = run_spec_of(rec).device
     return "cuda" if recorded.startswith("cuda") and torch.cuda.is_available() else "cpu"
 
 
@@ -495,6 +494,11 @@ def verify_record(rec: ResultRecord, source: str, opts: VerifyOptions) -> Verify
 
     report = VerifyReport(source, rec.submission.name, rec.task.name, rec.model.name, rerun=opts.rerun)
     report.checks.append(self_consistency(rec))
+    report.checks += spec_checks(rec)
+    spec = run_spec_of(rec)
+    report.checks.append(Check("run config (from the run spec)", "match", note=(
+        f"seed {spec.seed}, aggregation {spec.aggregation}, batch size {opts.batch_size or spec.batch_size}"
+        f"{' (--batch-size)' if opts.batch_size else ''}, masked LM {spec.mlm or 'none'}, device {spec.device}")))
     try:
         sub = load_submission(Path(opts.submission)) if opts.submission else resolve(rec.submission.name)
     except (SubmissionError, KeyError) as e:
@@ -520,34 +524,19 @@ def verify_record(rec: ResultRecord, source: str, opts: VerifyOptions) -> Verify
     report.checks.append(_check("number of examples", rec.task.n_examples, len(data.examples)))
     if [e.id for e in data.examples] != rec.example_ids and rec.example_ids:
         report.checks.append(Check("example ids", "mismatch", note="the rebuilt examples are not the recorded ones"))
-    cfg = recover_config(rec, sub, task, opts)
-    if cfg is None:
-        report.checks.append(Check(
-            "run key (recorded inputs, current harness)", "skipped", rec.run_key,
-            note="not reproducible from the record's hashes with the current harness: the harness version or the "
-                 "shared explainer code changed since the run, or the batch size is unusual (--batch-size); "
-                 f"re-running with batch size {opts.batch_size or 16}"))
-    else:
-        report.checks.append(Check("run key (recorded inputs, current harness)", "match", rec.run_key,
-                                   note=f"harness and shared code unchanged; seed {cfg.seed}, aggregation "
-                                        f"{cfg.aggregation}, batch size {cfg.batch_size}"))
     if not opts.rerun:
         report.environment = environment_diffs(rec, None)
         report.notes.append("--check-only: scores not re-computed")
         return report
-    from harness.engine.runner import RunConfig
-
     cache_dir = Path(opts.cache_dir) if opts.cache_dir else REPO_ROOT / ".attriboard"
     with tempfile.TemporaryDirectory(prefix="attriboard-verify-") as tmp:
         tmp = Path(tmp)
-        config = RunConfig(results_dir=tmp / "results", cache_dir=_temp_cache(tmp, cache_dir, opts.retrain),
-                           seed=rec.provenance.seeds.get("explain", 0),
-                           aggregation=cfg.aggregation if cfg else rec.aggregation,
-                           batch_size=cfg.batch_size if cfg else (opts.batch_size or 16), force=True,
-                           device=_rerun_device(rec, opts), all_submissions=True, mlm=_mlm_preset(rec),
-                           threads=opts.threads, secret=secret,
-                           hidden_subset=rec.official.hidden_subset if rec.official is not None else None,
-                           **_isolation(rec, opts))
+        config = config_from_spec(rec, opts, results_dir=tmp / "results",
+                                  cache_dir=_temp_cache(tmp, cache_dir, opts.retrain), force=True,
+                                  device=_rerun_device(rec, opts), all_submissions=True, threads=opts.threads,
+                                  secret=secret,
+                                  hidden_subset=rec.official.hidden_subset if rec.official is not None else None,
+                                  **_isolation(rec, opts))
         log.info("re-running %s on %s (%s) into %s", sub.name, rec.task.name, config.device, tmp)
         summary = run_grid([task], [sub], config)
         files = sorted((tmp / "results").rglob("*.json"))
@@ -562,9 +551,7 @@ def verify_record(rec: ResultRecord, source: str, opts: VerifyOptions) -> Verify
                "" if not opts.retrain else "retrained from scratch"),
         _check("model dev accuracy", rec.model.dev_accuracy, new.model.dev_accuracy),
         _check("masked LM hash", rec.mlm.model_hash if rec.mlm else None, new.mlm.model_hash if new.mlm else None),
-        _check("run key (re-run)", rec.run_key, new.run_key,
-               "" if rec.run_key == new.run_key else "the run key also covers the harness version, the shared explainer "
-               "code (harness/explainers, explain_utils, removal, mlm), the seed, the aggregation and the batch size"),
+        compare_specs(run_spec_of(rec), new.run_spec),
         _check("status", rec.status, new.status, new.error.message[:300] if new.error else ""),
     ]
     if rec.status == "error" and new.status == "error":

@@ -34,6 +34,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from harness.engine.task import ExplainerCallError  # the engine tells explain failures from attack failures
 from harness.explain_utils import keep_words
 from tasks.fragility.constraints import AttackState, Candidate
 from tasks.fragility.metrics import OBJECTIVES
@@ -51,10 +52,6 @@ def split_segments(words: Sequence[str], lengths: Sequence[int]) -> Segments:
     return tuple(out)
 
 
-class ExplainerCallError(RuntimeError):
-    """The explainer raised inside the attack (the cause is chained); lets a runner tell an
-    ``explain`` failure from a failure of the attack itself.  Invalid outputs raise
-    :class:`harness.core.outputs.OutputError` as usual."""
 
 
 class Explanations:

@@ -1,4 +1,4 @@
-"""From attack results to per-example metrics and tables (the task's CustomEvaluation).
+"""From attack results to per-example metrics and tables (the task's Evaluation).
 
 Per input and objective, each level m (the selected candidate with m words changed) gets
 the clipped Spearman correlation and the top-50% intersection between the original and

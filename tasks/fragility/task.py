@@ -36,7 +36,7 @@ from typing import Any, Sequence
 
 from harness.models.reference import ModelRecipe, recipe_from
 from harness.protocols import Example
-from harness.engine.task import (CustomEvaluation, CustomTask, DatasetRef, PreparedTask, TaskSpec, hash_prepared,
+from harness.engine.task import (Evaluation, Task, DatasetRef, PreparedTask, TaskSpec, hash_prepared,
                           register_task)
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def _environment() -> dict[str, bool]:
             "minilm": MiniLMEncoder.available()[0]}
 
 
-class FragilityTask(CustomTask):
+class FragilityTask(Task):
     #: The attack re-explains hundreds of candidates per input, so by default the grid runs
     #: these baselines only (``attriboard run --all-submissions`` runs every submission).
     default_submissions = ("random", "gradient", "gradient_x_input", "integrated_gradients", "lime")
@@ -294,8 +294,14 @@ class FragilityTask(CustomTask):
         return res
 
     # -- evaluation ----------------------------------------------------------------------
-    def evaluate(self, explainer, bundle, examples: Sequence[Example], targets: Sequence[int],
-                 seed: int, on_explain_call=None) -> CustomEvaluation:
+    failure_stage = "attack"
+
+    def evaluate(self, run) -> Evaluation:
+        """The task's own loop: the attack calls the explainer on perturbed inputs."""
+        return self.explain_and_score(run.explainer(), run.bundle, run.examples, run.targets, run.seed)
+
+    def explain_and_score(self, explainer, bundle, examples: Sequence[Example], targets: Sequence[int],
+                          seed: int, on_explain_call=None) -> Evaluation:
         from tasks.fragility.attack import Explanations, ExplainFooler
         from tasks.fragility.summary import perplexity_rows, summarise
 
@@ -331,8 +337,8 @@ class FragilityTask(CustomTask):
         per_example, higher, family, tables, details = summarise(
             results, [e.id for e in examples], p["objectives"], resources=res["report"].table(),
             perplexity=ppl, extra_details=extra)
-        return CustomEvaluation(per_example=per_example, higher_is_better=higher, family=family,
-                                tables=tables, details=details)
+        return Evaluation(per_example=per_example, higher_is_better=higher, family=family,
+                          tables=tables, details=details, aggregation=p["aggregation"])
 
 
 @register_task("fragility")

@@ -129,7 +129,7 @@ class PlantedSST(Task):
         self._secret: str | None = None
 
     # -- official runs ------------------------------------------------------------------
-    def use_secret(self, secret: str) -> None:
+    def use_secret(self, secret: str) -> bool:
         """Draw the planted words and the distractors from the secret's own vocabulary
         (:func:`harness.engine.official.secret_vocabulary`).  The spec records only that this happened
         and a commitment, never the words (a spec or data hash over them could be matched
@@ -140,6 +140,7 @@ class PlantedSST(Task):
         self.secret_vocabulary = True
         params = {**self.spec.params, "planted_words": "secret", "secret_commitment": commitment(secret)}
         self.spec = self.spec.model_copy(update={"params": params})
+        return True
 
     def _vocabulary(self, rows) -> tuple[list[str], list[str]]:
         """(planted words [for label 0, label 1], distractor words): the public planted words

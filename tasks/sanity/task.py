@@ -1,6 +1,6 @@
 """T5 sanity checks (paper 003 sec. 5.3 and appendix B/E; paper 001 sec. 2.2.3.3, 3.3; paper 004 sec. 4.4).
 
-A :class:`~harness.engine.task.CustomTask`: per explainer it explains the reference model and its
+A task with its own :meth:`~harness.engine.task.Task.evaluate` loop: per explainer it explains the reference model and its
 variants (:mod:`tasks.sanity.checks`) and reports
 
 - classifier-head sanity check (paper 003 table A5): share of words whose attribution changes
@@ -37,7 +37,7 @@ import time
 from typing import Any, Sequence
 
 from harness.protocols import Example
-from harness.engine.task import CustomEvaluation, CustomTask, PreparedTask, TaskSpec, hash_prepared, register_task
+from harness.engine.task import Evaluation, Task, PreparedTask, TaskSpec, hash_prepared, register_task
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ MAIN_METRIC = "head_sign_change"
 BASES = ("planted_sst", "mnli_faithfulness")
 
 
-class SanityTask(CustomTask):
+class SanityTask(Task):
     #: Each explainer is run on 11 model variants (2-block tiny-bert, 3 head seeds, 2 extra
     #: seeds).  By default the grid runs every built-in baseline except the slowest ones
     #: (partition_shap ~45 s, lime_bert ~70 s, input_marginalization_renorm ~25 s and the two
@@ -92,7 +92,6 @@ class SanityTask(CustomTask):
                         init_seeds=list(init_seeds), top_fraction=top_fraction, insensitive_rho=insensitive_rho,
                         aggregation=aggregation, max_explain_batch=max_explain_batch),
         )
-        self.model_cache_name = self.base.spec.name
         """The runner caches the reference model and masked LM under the base task's name, so that
         this task checks the very model ``planted_sst`` (``mnli_faithfulness``) explains, trained once."""
         self._data: PreparedTask | None = None
@@ -140,7 +139,7 @@ class SanityTask(CustomTask):
         for s in self.spec.params["init_seeds"]:
             recipe = self.spec.model.model_copy(update={"seed": int(s)})
             other = train_reference_model(recipe, self._data.train, self._data.dev, self.spec.num_labels,
-                                          config.cache_dir, self.model_cache_name)
+                                          config.cache_dir, self.reference_cache_name())
             init.append((int(s), other))
         self.bind(ref.bundle, init, ctx.mlm, model_seconds=time.perf_counter() - t0,
                   reference=(self.spec.model.seed, ref), examples=ctx.data.examples, targets=ctx.targets)
@@ -184,8 +183,17 @@ class SanityTask(CustomTask):
                        "variants": behaviour, "model_seconds": model_seconds}
 
     # -- evaluation ------------------------------------------------------------------------
-    def evaluate(self, explainer, bundle, examples: Sequence[Example], targets: Sequence[int], seed: int,
-                 on_explain_call=None) -> CustomEvaluation:
+    failure_stage = "attack"
+
+    def reference_cache_name(self) -> str:
+        return self.base.spec.name  # the base task's cached reference models
+
+    def evaluate(self, run) -> Evaluation:
+        """The task's own loop: the explainer on the reference model and on its variants."""
+        return self.explain_and_score(run.explainer(), run.bundle, run.examples, run.targets, run.seed)
+
+    def explain_and_score(self, explainer, bundle, examples: Sequence[Example], targets: Sequence[int], seed: int,
+                          on_explain_call=None) -> Evaluation:
         from tasks.sanity.checks import explain_variants, plan_variants, summarise
         from tasks.sanity.randomize import transformer_blocks
 
@@ -205,8 +213,8 @@ class SanityTask(CustomTask):
         tables["sanity_mlm"] = self._bound["mlm"]
         tables["sanity_models"] = self._bound["models"]
         tables["sanity_variants"] = self._bound["variants"]
-        return CustomEvaluation(per_example=per_example, higher_is_better=higher, family=family, tables=tables,
-                                details=details)
+        return Evaluation(per_example=per_example, higher_is_better=higher, family=family, tables=tables,
+                          details=details, aggregation=self.spec.params["aggregation"])
 
 
 @register_task("sanity")
