@@ -284,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     ve.add_argument("--submission", help="submission folder to re-run (default: the built-in of the record's name)")
     _add_task_flags(ve)
     ve.add_argument("--device", help="re-run device (default: the recorded device class)")
-    ve.add_argument("--batch-size", type=int, help="batch size (default: recovered from the run key)")
+    ve.add_argument("--batch-size", type=int, help="batch size (default: the run spec's)")
     ve.add_argument("--tolerance", type=float, help="absolute score tolerance (default: declared per device)")
     ve.add_argument("--cache-dir", default=str(REPO_ROOT / ".attriboard"))
     ve.add_argument("--retrain", action="store_true", help="retrain reference models and masked LMs from scratch")

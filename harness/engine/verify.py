@@ -5,17 +5,17 @@ For every record the verifier
 1. checks the record against itself: each score must be the mean of the record's own
    per-example values and its CI their bootstrap interval (a hand-edited number fails here
    already, without re-running anything);
-2. rebuilds the submission (built-in name or ``--submission`` folder), the task (its name plus
-   the overrides the run used: ``--set``/``--n-eval``/``--model``/``--data-dir``; the number of
-   examples and the model are also tried from the record) and compares what it can recompute
-   before running: submission code hash, version and parameters, task version and spec hash,
-   data hash, and the run key (which also covers the harness version, the shared explainer
-   code, the seed, the aggregation and the batch size; the batch size and aggregation are
-   recovered by matching it);
+2. checks the run spec (:class:`~harness.engine.records.RunSpec`, stored verbatim in the
+   record): the run key is its hash and it agrees with the record's own fields; then rebuilds
+   the run from it, with no search: the submission (built-in name or ``--submission``
+   folder), the task (``get_task(spec.task, **spec.task_overrides)``; flags given here take
+   precedence), the run config (seed, aggregation, batch size, masked LM); compares what it
+   can recompute before running: submission code hash, version and parameters, task version
+   and spec hash, data hash;
 3. re-runs the submission on the task into a temporary results folder with an empty
    attribution cache (reference models and masked LMs are loaded from the cache by content
-   hash unless ``--retrain``) and the recorded seeds, then compares the model recipe hash,
-   model hash, masked-LM hash and run key of the fresh record;
+   hash unless ``--retrain``), then compares the model recipe hash, model hash, masked-LM
+   hash and the fresh record's run spec field by field;
 4. compares every score: value, CI low and CI high within the declared tolerance
    (:func:`declared_tolerance`) *and* overlapping confidence intervals, per metric
    ``OK`` or ``MISMATCH``;
