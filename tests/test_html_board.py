@@ -255,15 +255,21 @@ def test_board_in_headless_chromium(board, browser, tmp_path):
     assert not errors, json.dumps(errors, indent=1)
 
 
-def test_markdown_notes_become_escaped_sortable_html():
-    from harness.board.html import md_to_html
+def test_structured_notes_become_escaped_sortable_html():
+    from harness.board.model import BulletList, Code, Heading, Link, Lit, Paragraph, Strong, Table, text
+    from harness.board.render_html import blocks
 
-    html = "\n".join(md_to_html(["## Bias <x>", "", "text **bold** `op` [png](a/b.png) [see](#anchor)", "",
-                                 "- removal `delete`: loo", "| name | auc |", "|---|---:|", "| a\\|b | 0.5 |",
-                                 "| c | -1e-3 |"]))
+    html = "\n".join(blocks([
+        Heading(2, (Lit("Bias "), text("<x>"))),
+        Paragraph((Lit("text "), Strong((Lit("bold"),)), Lit(" "), Code("op"), Lit(" "),
+                   Link((Lit("png"),), "a/b.png"), Lit(" "), Link((Lit("see"),), "#anchor"), Lit(" "),
+                   Link((Lit("evil"),), "javascript:alert(1)"))),
+        BulletList(((Lit("removal "), Code("delete"), Lit(": loo")),)),
+        Table(((Lit("name"),), (Lit("auc"),)), (((text("a|b"),), (Lit("0.5"),)), ((text("c"),), (Lit("-1e-3"),))),
+              ("---", "---:"))]))
     assert "<h3>Bias &lt;x&gt;</h3>" in html
     assert "<strong>bold</strong>" in html and "<code>op</code>" in html and '<a href="a/b.png">png</a>' in html
-    assert "#anchor" not in html and "see" in html
+    assert "#anchor" not in html and "see" in html and "javascript" not in html and "evil" in html
     assert "<li>removal <code>delete</code>: loo</li>" in html
     assert 'data-kind="text" tabindex="0">name' in html and 'data-kind="num" tabindex="0">auc' in html
     assert "<td>a|b</td>" in html and "---" not in html

@@ -194,6 +194,9 @@ class _ForkedProc:
 
         self.status_r, self.tx, self.rx, self.stdout = status_r, tx, rx, stdout
         self.returncode: int | None = None
+        # the watchdog thread polls while the harness waits or closes: one reader of the status
+        # descriptor at a time, or one closes it under the other (EBADF, or a reused number)
+        self._status_lock = threading.Lock()
         ready, _, _ = select.select([status_r], [], [], timeout)
         data = os.read(status_r, 8) if ready else b""
         if len(data) != 8:
@@ -204,14 +207,20 @@ class _ForkedProc:
         import select
         import struct
 
-        if self.returncode is not None or self.status_r < 0:
-            return
-        ready, _, _ = select.select([self.status_r], [], [], timeout)
-        if ready:
-            data = os.read(self.status_r, 4)
-            self.returncode = struct.unpack("<i", data)[0] if len(data) == 4 else -signal.SIGKILL
-            os.close(self.status_r)
-            self.status_r = -1
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._status_lock:
+                if self.returncode is not None or self.status_r < 0:
+                    return
+                ready, _, _ = select.select([self.status_r], [], [], min(0.05, max(0.0, deadline - time.monotonic())))
+                if ready:
+                    data = os.read(self.status_r, 4)
+                    self.returncode = struct.unpack("<i", data)[0] if len(data) == 4 else -signal.SIGKILL
+                    os.close(self.status_r)
+                    self.status_r = -1
+                    return
+            if time.monotonic() >= deadline:
+                return
 
     def poll(self) -> int | None:
         self._read_status(0)
@@ -224,9 +233,10 @@ class _ForkedProc:
         return self.returncode
 
     def close(self) -> None:
-        if self.status_r >= 0:
-            os.close(self.status_r)
-            self.status_r = -1
+        with self._status_lock:
+            if self.status_r >= 0:
+                os.close(self.status_r)
+                self.status_r = -1
 
 
 _WORKER_DIRS: list[str] = []

@@ -2,3 +2,4 @@
 its constraints and resources, metrics, tables and plots.  See docs/FRAGILITY.md."""
 
 from tasks.fragility import task  # noqa: F401
+from tasks.fragility import board  # noqa: F401,E402  (its leaderboard sections)

@@ -1,0 +1,160 @@
+"""Result records grouped into boards and ranked: what every part of the board is computed from.
+
+Per task (and reference model): submissions ranked by the task's main metric, respecting
+``higher_is_better``; ties share the better rank.  Overall rule (:data:`OVERALL_RULE`): a
+submission's mean per-task rank over the task boards, where a missing or failed result counts
+as rank (number of ranked submissions on that board + 1); ties broken by name.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.engine.records import ResultRecord
+
+log = logging.getLogger("harness.board.leaderboard")  # the name the build log has always used
+
+AUDIT_FAMILIES = frozenset({"sanity"})
+OVERALL_RULE = ("mean over the task boards a submission was run on of its per-task rank by the main "
+                "metric; a failed result counts as (ranked submissions on that board + 1); boards a "
+                "submission was not run on (e.g. tasks with a default subset) are not counted; diagnostic "
+                "boards (the sanity checks) are shown but not counted; ties broken by name")
+
+
+MAX_RECORD_BYTES = 64 * 2**20
+"""Result files larger than this are not read (a record is a few hundred kB at most)."""
+
+
+@dataclass
+class Board:
+    task: str
+    task_version: str
+    model: str
+    model_description: str
+    dev_accuracy: float
+    mlm_description: str | None
+    main_metric: str
+    higher_is_better: bool
+    ranked: list[tuple[int, ResultRecord, str]]  # (rank, record, relative path)
+    failed: list[tuple[ResultRecord, str]]
+    audit: bool = False
+    """A diagnostic board (main-metric family in AUDIT_FAMILIES, e.g. the T5 sanity checks):
+    shown, but not counted in the overall rank."""
+
+    @property
+    def key(self) -> str:
+        return f"{self.task}/{self.model}"
+
+
+def record_problem(rec: ResultRecord) -> str | None:
+    """Why a schema-valid record still cannot go on a board (None: it can)."""
+    if rec.status == "ok":
+        missing = [f for f in ("timing", "cost", "memory", "truncation") if getattr(rec, f) is None]
+        if missing:
+            return f"status ok but no {', '.join(missing)}"
+        if rec.main_metric not in rec.scores:
+            return f"status ok but no score for its main metric {rec.main_metric!r}"
+    elif rec.error is None:
+        return "status error but no error"
+    return None
+
+
+def _short(e: Exception, limit: int = 600) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def load_results(results_dir: Path, skip_invalid: bool = False,
+                 skipped: list[tuple[str, str]] | None = None) -> list[tuple[ResultRecord, str]]:
+    """Every result record under ``results_dir`` with its relative path, sorted by path.
+
+    A file that is not a valid record (unreadable, not JSON, schema violation, a symbolic link,
+    over :data:`MAX_RECORD_BYTES`) raises ``ValueError``; with ``skip_invalid`` it is left out
+    with a warning instead (and ``(relative path, reason)`` appended to ``skipped``)."""
+    results_dir = Path(results_dir)
+    out = []
+    for path in sorted(results_dir.rglob("*.json")):
+        rel = path.relative_to(results_dir).as_posix()
+        try:
+            if path.is_symlink() or not path.is_file():
+                raise ValueError("not a regular file (symbolic links are not followed)")
+            size = path.stat().st_size
+            if size > MAX_RECORD_BYTES:
+                raise ValueError(f"{size} bytes, over the {MAX_RECORD_BYTES} byte limit")
+            rec = ResultRecord.read(path)
+            problem = record_problem(rec)
+            if problem:
+                raise ValueError(problem)
+        except Exception as e:
+            if not skip_invalid:
+                raise ValueError(f"{path}: not a valid result record: {e}") from e
+            reason = _short(e)
+            log.warning("leaderboard: skipping %s: not a valid result record: %s", path, reason)
+            if skipped is not None:
+                skipped.append((rel, reason))
+            continue
+        out.append((rec, rel))
+    return out
+
+
+def build_boards(records: list[tuple[ResultRecord, str]]) -> list[Board]:
+    groups: dict[tuple[str, str], list[tuple[ResultRecord, str]]] = {}
+    for rec, rel in records:
+        groups.setdefault((rec.task.name, rec.model.name), []).append((rec, rel))
+    boards = []
+    for (task, model), items in sorted(groups.items()):
+        main = items[0][0].main_metric
+        ok = []
+        for r, p in items:
+            if r.status == "ok" and main not in r.scores:  # only forged or mixed-up records: keep the board
+                log.warning("leaderboard: skipping %s: no score for the board's main metric %r", p, main)
+            elif r.status == "ok":
+                ok.append((r, p))
+        failed = sorted([(r, p) for r, p in items if r.status != "ok"], key=lambda x: x[0].submission.name)
+        hib = ok[0][0].scores[main].higher_is_better if ok else True
+        sign = -1.0 if hib else 1.0
+        ok.sort(key=lambda x: (sign * x[0].scores[main].value, x[0].submission.name))
+        ranked, prev, rank = [], None, 0
+        for i, (r, p) in enumerate(ok):
+            v = r.scores[main].value
+            if prev is None or v != prev:
+                rank, prev = i + 1, v
+            ranked.append((rank, r, p))
+        ref = items[0][0]
+        mlms = sorted({f"{r.mlm.name}: {r.mlm.description} (hash {r.mlm.model_hash})" for r, _ in items if r.mlm})
+        audit = bool(ok) and ok[0][0].scores[main].family in AUDIT_FAMILIES
+        boards.append(Board(task, ref.task.version, model, ref.model.description, ref.model.dev_accuracy,
+                            "; ".join(mlms) or None, main, hib, ranked, failed, audit))
+    return boards
+
+
+def ranking_boards(boards: list[Board]) -> list[Board]:
+    """The boards the overall rank is computed over (all but diagnostic ones)."""
+    return [b for b in boards if not b.audit]
+
+
+def overall(boards: list[Board]) -> list[tuple[int, str, float, int]]:
+    boards = ranking_boards(boards)
+    names = sorted({r.submission.name for b in boards for _, r, _ in b.ranked} |
+                   {r.submission.name for b in boards for r, _ in b.failed})
+    rows = []
+    for n in names:
+        ranks = []
+        for b in boards:
+            found = [rk for rk, r, _ in b.ranked if r.submission.name == n]
+            if found:
+                ranks.append(found[0])
+            elif any(r.submission.name == n for r, _ in b.failed):
+                ranks.append(len(b.ranked) + 1)
+        if not ranks:
+            continue
+        rows.append((sum(ranks) / len(ranks), n, sum(1 for b in boards for _, r, _ in b.ranked if r.submission.name == n)))
+    rows.sort()
+    out, prev, rank = [], None, 0
+    for i, (mean, n, k) in enumerate(rows):
+        if prev is None or mean != prev:
+            rank, prev = i + 1, mean
+        out.append((rank, n, mean, k))
+    return out
