@@ -6,6 +6,8 @@ import csv
 import dataclasses
 import io
 import json
+
+import numpy as np
 import re
 from pathlib import Path
 
@@ -68,7 +70,8 @@ def test_model_is_frozen_and_typed(results):
     assert m.n_ranking_boards == len(H.TASKS) and m.n_records == 3 * len(H.SUBS) + 1
     # the fragility task contributed its per-bucket section under its board, Markdown only
     frag = m.board("fragility/tiny-bert")
-    assert [s.key for s in frag.sections] == ["fragility.buckets"] and frag.sections[0].formats == {"markdown"}
+    assert [s.key for s in frag.sections] == ["quality_cost", "fragility.buckets"]
+    assert frag.sections[1].formats == {"markdown"}
 
 
 def test_every_renderer_shows_the_same_numbers(results):
@@ -211,3 +214,48 @@ def test_board_code_names_no_task():
 
     src = inspect.getsource(leaderboard.build)
     assert not re.search(r"fragility|sanity", src)
+
+
+def test_ranks_are_statistical_groups_and_the_overall_uses_their_mean_position():
+    from types import SimpleNamespace as NS
+
+    from harness.board.boards import overall, rank_groups_of
+
+    rng = np.random.default_rng(0)
+    ids = [f"e{i}" for i in range(60)]
+    base = rng.normal(size=60)
+
+    def rec(name, shift, noise=0.0):
+        vals = (base + shift + noise * rng.normal(size=60)).tolist()
+        return NS(submission=NS(name=name), per_example={"m": vals}, example_ids=ids,
+                  scores={"m": NS(value=float(np.mean(vals)))})
+
+    # a clearly best one, then two indistinguishable ones (same values up to tiny noise), then a clearly worst
+    recs = [rec("best", 3.0), rec("tie_a", 0.0, noise=0.3), rec("tie_b", 0.0, noise=0.3), rec("worst", -3.0)]
+    recs.sort(key=lambda r: -r.scores["m"].value)  # board order: best first
+    assert [r.submission.name for r in recs][::3] == ["best", "worst"]
+    groups = rank_groups_of([(r, "") for r in recs], "m", True)
+    assert [groups[n].label for n in ("best", "tie_a", "tie_b", "worst")] == ["1", "2-3", "2-3", "4"]
+    assert groups["tie_a"].rank == groups["tie_b"].rank == 2.5
+    # a record without per-example values cannot be told apart from its neighbours
+    bare = NS(submission=NS(name="bare"), per_example={}, example_ids=[], scores={"m": NS(value=-10.0)})
+    assert rank_groups_of([(recs[3], ""), (bare, "")], "m", True)["bare"].label == "1-2"
+    board = NS(audit=False, groups=groups, ranked=[(groups[r.submission.name].rank_range[0], r, "") for r in recs],
+               failed=[])
+    assert {n: mean for _, n, mean, _ in overall([board])} == {"best": 1.0, "tie_a": 2.5, "tie_b": 2.5, "worst": 4.0}
+
+
+def test_quality_vs_cost_section_marks_the_pareto_front(results, tmp_path):
+    from harness.board import leaderboard
+
+    out = tmp_path / "board"
+    leaderboard.build(results, out)
+    md = (out / "LEADERBOARD.md").read_text()
+    assert "Quality against cost" in md and "| Pareto front |" in md
+    svgs = sorted((out / "quality_cost").glob("*.svg"))
+    assert svgs and all(p.read_text().lstrip().startswith("<?xml") for p in svgs)
+    m = _model(results)
+    b = m.board("planted_sst/tiny-bert")
+    sec = next(s for s in b.sections if s.key == "quality_cost")
+    table = next(x for x in sec.blocks if hasattr(x, "rows"))
+    assert len(table.rows) == len(b.rows) and any("yes" in str(row[-1]) for row in table.rows)

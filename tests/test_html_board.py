@@ -116,7 +116,9 @@ class _Links(HTMLParser):
         for k in ("href", "src"):
             if k in a:
                 self.refs.append((tag, k, a[k]))
-        if tag == "td":
+        if tag == "table":  # section tables (class notes: e.g. quality vs cost) hold no record cells
+            self._skip = "notes" in (a.get("class") or "").split()
+        if tag == "td" and not getattr(self, "_skip", False):
             self.cells += 1
             self._td = True
         if tag == "a" and self._td:
@@ -142,8 +144,11 @@ def test_page_is_self_contained_linked_and_deterministic(board, tmp_path):
     for v in local:
         assert (board / v).is_file(), v                 # every link and image resolves offline
     imgs = [v for tag, k, v in parser.refs if tag == "img"]
-    assert sorted(imgs) == sorted([f"fragility/fragility__tiny-bert__{s}.png" for s in SUBS]
-                                  + ["sanity/planted_sst__tiny-bert__gradient.png"])
+    assert sorted(i for i in imgs if not i.startswith("quality_cost/")) == sorted(
+        [f"fragility/fragility__tiny-bert__{s}.png" for s in SUBS] + ["sanity/planted_sst__tiny-bert__gradient.png"])
+    # one quality-vs-cost plot per board
+    assert sorted(i for i in imgs if i.startswith("quality_cost/")) == sorted(
+        f"quality_cost/{t}__tiny-bert.svg" for t in {p.parent.parent.name for p in (board / "results").rglob("*.json")})
     # every data cell of the overall and board tables links to a record (only "not run" cells do not)
     assert parser.linked_cells >= parser.cells - text.count('data-v="">&ndash;')
     assert "&lt;on purpose&gt; &amp; more" in text      # error text escaped
@@ -217,7 +222,7 @@ def test_board_in_headless_chromium(board, browser, tmp_path):
     # the fragility plots are loaded (not broken images)
     browser.find_element("css selector", 'nav.tabs button[data-tab="fragility/tiny-bert"]').click()
     imgs = _visible_panel(browser).find_elements("css selector", "img")
-    assert len(imgs) == len(SUBS)
+    assert len(imgs) == len(SUBS) + 1  # the violin plots and the quality-vs-cost plot
     assert all(browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", i) for i in imgs)
     browser.save_screenshot(str(tmp_path / "board-fragility.png"))
     # sorting: numeric, both directions, on the planted_sst board

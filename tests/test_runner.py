@@ -142,7 +142,7 @@ def test_leaderboard_is_deterministic_and_ranked(grid_run, tmp_path):
     order = [row["submission"] for row in doc["overall"]]
     assert order[-2:] == ["nan_scores", "raises"] or order[-1] in BROKEN
     csv_text = (tmp_path / "a" / "leaderboard.csv").read_text()
-    assert csv_text.splitlines()[0].startswith("task,task_version,model,rank,submission")
+    assert csv_text.splitlines()[0].startswith("task,task_version,model,rank,rank_group,submission")
 
 
 def test_leaderboard_rejects_tampered_records(grid_run, tmp_path):

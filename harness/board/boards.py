@@ -1,15 +1,18 @@
 """Result records grouped into boards and ranked: what every part of the board is computed from.
 
-Per task (and reference model): submissions ranked by the task's main metric, respecting
-``higher_is_better``; ties share the better rank.  Overall rule (:data:`OVERALL_RULE`): a
-submission's mean per-task rank over the task boards, where a missing or failed result counts
-as rank (number of ranked submissions on that board + 1); ties broken by name.
+Per task (and reference model): submissions ordered by the task's main metric, respecting
+``higher_is_better``, and grouped into statistical rank groups (:mod:`harness.board.ranking`:
+adjacent submissions whose paired difference on the shared examples is not significant after
+Holm's correction share a group, shown as a range, e.g. ``2-4``; each member's rank is the
+group's best position).  Overall rule (:data:`OVERALL_RULE`): a submission's mean per-task rank
+over the task boards, a rank group counting its mean position (2-4 counts 3), a failed result
+counting as rank (number of ranked submissions on that board + 1); ties broken by name.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.engine.records import ResultRecord
@@ -18,7 +21,7 @@ log = logging.getLogger("harness.board.leaderboard")  # the name the build log h
 
 AUDIT_FAMILIES = frozenset({"sanity"})
 OVERALL_RULE = ("mean over the task boards a submission was run on of its per-task rank by the main "
-                "metric; a failed result counts as (ranked submissions on that board + 1); boards a "
+                "metric, a statistical rank group counting its mean position (a tie 2-4 counts 3); a failed result counts as (ranked submissions on that board + 1); boards a "
                 "submission was not run on (e.g. tasks with a default subset) are not counted; diagnostic "
                 "boards (the sanity checks) are shown but not counted; ties broken by name")
 
@@ -42,6 +45,8 @@ class Board:
     audit: bool = False
     """A diagnostic board (main-metric family in AUDIT_FAMILIES, e.g. the T5 sanity checks):
     shown, but not counted in the overall rank."""
+    groups: dict = field(default_factory=dict)
+    """submission name -> :class:`harness.board.ranking.RankGroup` (statistical rank group)."""
 
     @property
     def key(self) -> str:
@@ -116,18 +121,31 @@ def build_boards(records: list[tuple[ResultRecord, str]]) -> list[Board]:
         hib = ok[0][0].scores[main].higher_is_better if ok else True
         sign = -1.0 if hib else 1.0
         ok.sort(key=lambda x: (sign * x[0].scores[main].value, x[0].submission.name))
-        ranked, prev, rank = [], None, 0
-        for i, (r, p) in enumerate(ok):
-            v = r.scores[main].value
-            if prev is None or v != prev:
-                rank, prev = i + 1, v
-            ranked.append((rank, r, p))
+        groups = rank_groups_of(ok, main, hib)
+        # a submission's rank is its group's best position: ties (not separable) share it
+        ranked = [(groups[r.submission.name].rank_range[0], r, p) for r, p in ok]
         ref = items[0][0]
         mlms = sorted({f"{r.mlm.name}: {r.mlm.description} (hash {r.mlm.model_hash})" for r, _ in items if r.mlm})
         audit = bool(ok) and ok[0][0].scores[main].family in AUDIT_FAMILIES
         boards.append(Board(task, ref.task.version, model, ref.model.description, ref.model.dev_accuracy,
-                            "; ".join(mlms) or None, main, hib, ranked, failed, audit))
+                            "; ".join(mlms) or None, main, hib, ranked, failed, audit, groups))
     return boards
+
+
+def rank_groups_of(ok: list[tuple[ResultRecord, str]], main: str, higher_is_better: bool) -> dict:
+    """Statistical rank groups of a board's ranked records (in board order), from their
+    per-example main-metric values on shared example ids (:func:`harness.board.ranking.rank_groups`).
+    A record without usable per-example values is tested on nothing: it ties with its neighbours."""
+    from harness.board.ranking import rank_groups
+
+    entries = []
+    for r, _ in ok:
+        vals = r.per_example.get(main) or []
+        ids = list(r.example_ids)
+        if not vals or len(ids) != len(vals) or len(set(ids)) != len(ids):
+            ids, vals = [f"<no per-example values: {r.submission.name}>"], [r.scores[main].value]
+        entries.append((r.submission.name, ids, vals))
+    return {g.name: g for g in rank_groups(entries, higher_is_better=higher_is_better, presorted=True)}
 
 
 def ranking_boards(boards: list[Board]) -> list[Board]:
@@ -143,9 +161,9 @@ def overall(boards: list[Board]) -> list[tuple[int, str, float, int]]:
     for n in names:
         ranks = []
         for b in boards:
-            found = [rk for rk, r, _ in b.ranked if r.submission.name == n]
+            found = [b.groups[n].rank if n in b.groups else rk for rk, r, _ in b.ranked if r.submission.name == n]
             if found:
-                ranks.append(found[0])
+                ranks.append(found[0])  # the rank group's mean position: a tie of 2-4 counts 3 for each
             elif any(r.submission.name == n for r, _ in b.failed):
                 ranks.append(len(b.ranked) + 1)
         if not ranks:

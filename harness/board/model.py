@@ -30,9 +30,11 @@ from typing import Iterable, Sequence, Union
 
 from harness.board.boards import OVERALL_RULE, Board, build_boards, overall, ranking_boards
 from harness.board.text import SAFE_HREF, clean, is_code_safe
+from harness.board.ranking import TEST_NAME as RANK_TEST
 from harness.engine.records import ResultRecord
 
 # -- structured text -----------------------------------------------------------------------------
+
 
 
 @dataclass(frozen=True)
@@ -259,6 +261,8 @@ class Row:
     n_truncated: int
     n_inputs: int
     device: str
+    rank_group: str = ""  # the statistical rank group, e.g. "2-4" (a singleton: its rank)
+    p_next_adjusted: float | None = None  # Holm-adjusted p of the test against the next row
 
     @property
     def main_score(self) -> Score:
@@ -304,6 +308,7 @@ class TaskBoard:
     tables: tuple  # tuple[RecordTable, ...]
     sections: tuple = ()  # tuple[Section, ...] contributed by task packages
     plots: tuple = ()  # tuple[Plot, ...] found on disk (attach_plots)
+    rank_test: str = RANK_TEST  # how the rank groups were decided
 
 
 @dataclass(frozen=True)
@@ -363,12 +368,13 @@ def _score(s) -> Score | None:
     return Score(s.value, s.ci_low, s.ci_high, s.n, pj, tuple(sorted((s.details or {}).items())))
 
 
-def _row(rank: int, r: ResultRecord, rel: str, metrics: list[str]) -> Row:
+def _row(rank: int, r: ResultRecord, rel: str, metrics: list[str], group=None) -> Row:
     t, c = r.timing, r.cost
     return Row(rank, r.submission.name, r.submission.version, rel, tuple(_score(r.scores.get(m)) for m in metrics),
                t.per_example_p50_s, t.per_example_p95_s, t.cpu_total_s, cpu_ms(r), c.forward_per_example,
                c.backward_per_example, c.mlm_per_example, cost_mark(r), t.measured_by, c.self_reported,
-               c.pass_check, r.memory.peak_rss_mb, r.truncation.n_truncated, r.truncation.n_inputs, t.device)
+               c.pass_check, r.memory.peak_rss_mb, r.truncation.n_truncated, r.truncation.n_inputs, t.device,
+               group.label if group is not None else str(rank), None if group is None else group.p_next_adjusted)
 
 
 def _param_text(v) -> str:
@@ -448,7 +454,7 @@ def _plot_refs(records: Iterable[tuple[ResultRecord, str]]) -> tuple:
 
 def _task_board(b: Board) -> TaskBoard:
     metrics = metric_names(b)
-    rows = tuple(_row(rank, r, rel, metrics) for rank, r, rel in b.ranked)
+    rows = tuple(_row(rank, r, rel, metrics, b.groups.get(r.submission.name)) for rank, r, rel in b.ranked)
     failed = tuple(FailedRow(r.submission.name, r.submission.version, rel, r.error.stage, r.error.type,
                              r.error.message) for r, rel in b.failed)
     hw = tuple(sorted({hardware(r) for _, r, _ in b.ranked} | {hardware(r) for r, _ in b.failed}))

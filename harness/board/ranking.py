@@ -158,7 +158,8 @@ class RankGroup:
 
 
 def rank_groups(entries: Iterable[tuple[str, Sequence[str], Sequence[float]]], *, higher_is_better: bool,
-                alpha: float = 0.05, n_resamples: int = 9999, seed: int = 0) -> list[RankGroup]:
+                alpha: float = 0.05, n_resamples: int = 9999, seed: int = 0,
+                presorted: bool = False) -> list[RankGroup]:
     """Group entries into statistically tied ranks.
 
     ``entries`` are ``(name, example_ids, values)``: per-example scores keyed by example id.
@@ -168,6 +169,8 @@ def rank_groups(entries: Iterable[tuple[str, Sequence[str], Sequence[float]]], *
     fewer than 2 examples is not separable (p = 1.0).  The m-1 p-values are Holm-corrected; a
     pair is separable iff its adjusted p < ``alpha``; runs of non-separable pairs form one group.
     Returns one :class:`RankGroup` per entry, best first (see :func:`describe` for the test).
+    ``presorted``: the entries already come best first (e.g. by the board's recorded scores);
+    their order is kept.
     """
     if not 0 < alpha < 1:
         raise ValueError("alpha must lie in (0, 1)")
@@ -192,7 +195,8 @@ def rank_groups(entries: Iterable[tuple[str, Sequence[str], Sequence[float]]], *
     if not parsed:
         return []
     sign = -1.0 if higher_is_better else 1.0
-    parsed.sort(key=lambda e: (sign * e[1], e[0]))
+    if not presorted:
+        parsed.sort(key=lambda e: (sign * e[1], e[0]))
 
     shared_counts, raw = [], []
     for (_, _, better), (_, _, worse) in zip(parsed, parsed[1:]):

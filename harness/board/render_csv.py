@@ -17,6 +17,7 @@ def table_rows(model: BoardModel) -> list[dict]:
     for b in model.boards:
         for r in b.rows:
             row = {"task": b.task, "task_version": b.task_version, "model": b.model, "rank": r.rank,
+                   "rank_group": r.rank_group,
                    "submission": r.submission, "version": r.version, "status": "ok", "main_metric": b.main_metric}
             for c, s in zip(b.columns, r.scores):  # setdefault: a metric named like a column cannot overwrite it
                 m = c.metric

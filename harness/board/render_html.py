@@ -169,7 +169,7 @@ def _board_panel(b: TaskBoard, res: str = "results") -> str:
     rows = []
     for r in b.rows:
         href = f"{res}/{r.record}"
-        cells = [_td(str(r.rank), href, r.rank, "num rank" + (" first" if r.rank == 1 else "")),
+        cells = [_td(html.escape(r.rank_group), href, r.rank, "num rank" + (" first" if r.rank == 1 else "")),
                  _td(_e(r.submission), href, r.submission, "name"),
                  _td(_e(r.version), href, r.version, "muted")]
         cells += [_score_cell(s, href, c.main) for c, s in zip(b.columns, r.scores)]
@@ -190,6 +190,7 @@ def _board_panel(b: TaskBoard, res: str = "results") -> str:
          f"<p class='meta'>Model: {_e(b.model_description)}, dev accuracy {b.dev_accuracy:.4f}. Main metric: "
          f"<code>{_e(b.main_metric)}</code> ({'higher' if b.higher_is_better else 'lower'} is better).{mlm}</p>",
          "<p class='meta'>Hardware: " + " | ".join(_e(h) for h in b.hardware) + "</p>",
+         f"<p class='meta'>Rank groups (a range such as 2-4 is a statistical tie): {_e(b.rank_test)}.</p>",
          f'<div class="scroll"><table class="board sortable-table" data-board="{_e(b.key)}">',
          "<thead><tr>" + "".join(heads) + "</tr></thead>", "<tbody>", *rows, "</tbody></table></div>"]
     if b.failed:

@@ -77,7 +77,8 @@ def _board(b: TaskBoard) -> list[str]:
          f"Model: {E(b.model_description, 300)}, dev accuracy {b.dev_accuracy:.4f}. Main metric: "
          f"{md_code(b.main_metric, 100)} ({'higher' if b.higher_is_better else 'lower'} is better)."
          + (f" Masked LM: {E(b.mlm_description, 600)}." if b.mlm_description else "")
-         + (" Diagnostic board: shown, not counted in the overall rank." if b.audit else ""), ""]
+         + (" Diagnostic board: shown, not counted in the overall rank." if b.audit else ""), "",
+         f"Rank groups (a range such as 2-4 is a statistical tie): {E(b.rank_test, 300)}.", ""]
     heads = ["rank", "submission", "version"]
     for c in b.columns:
         op = f" (operator {E('/'.join(c.operators), 100)})" if c.operators else ""
@@ -87,7 +88,7 @@ def _board(b: TaskBoard) -> list[str]:
     L.append("| " + " | ".join(heads) + " |")
     L.append("|" + "|".join(["---:"] + ["---"] * 2 + ["---"] * len(b.columns) + ["---:"] * 8 + ["---", "---"]) + "|")
     for r in b.rows:
-        cells = [str(r.rank), E(r.submission, 100), E(r.version, 40)]
+        cells = [E(r.rank_group, 20), E(r.submission, 100), E(r.version, 40)]
         cells += ["" if s is None else s.text for s in r.scores]
         mark = r.cost_mark
         cells += [f"{r.p50_s * 1000:.2f}", f"{r.p95_s * 1000:.2f}", r.cpu_ms,

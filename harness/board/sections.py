@@ -57,8 +57,11 @@ def discover() -> None:
     """Import every task package once (each registers its sections)."""
     global _discovered
     if not _discovered:
+        import importlib
+
         import tasks
 
+        importlib.import_module("harness.board.quality_cost")  # the board's own per-board section
         tasks.load_all()
         _discovered = True
 
