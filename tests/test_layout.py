@@ -109,3 +109,10 @@ def test_worker_code_set_comes_from_package_membership():
     paths = membership.worker_paths(str(ROOT))
     assert all(os.path.exists(p) for p in paths), paths
     assert not any(p.endswith(("engine", "metrics", "board", "cli")) for p in paths)
+
+
+def test_run_keys_cover_the_code_a_submission_runs_on():
+    paths = membership.result_code_paths(str(ROOT))
+    assert str(ROOT / "harness" / "models") in paths and str(ROOT / "harness" / "protocols.py") in paths
+    assert str(ROOT / "harness" / "sandbox") not in paths
+    assert set(paths) < set(membership.worker_paths(str(ROOT)))

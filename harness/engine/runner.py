@@ -163,16 +163,15 @@ def prepare_task(task: Task, config: RunConfig) -> TaskContext:
     return ctx
 
 
-#: Harness code that submissions import (shared explainer helpers, removal operators, the
-#: masked-LM wrapper): part of every run key, so editing it recomputes cached attributions.
-SHARED_EXPLAINER_CODE = ("explainers", "explain_utils.py", "models/removal.py", "models/mlm.py")
-
-
 def shared_code_hash() -> str:
+    """Hash of the harness code a submission runs on (:func:`harness.sandbox.membership.result_code_paths`:
+    the explainer API, shared explainers, the model bundle and masked LM, removal operators, the
+    output checks): part of every run key, so editing it recomputes cached attributions."""
     from harness.core.provenance import hash_tree
+    from harness.sandbox.membership import result_code_paths
 
-    root = Path(__file__).resolve().parents[1]  # harness/
-    return _h({name: hash_tree(root / name) for name in SHARED_EXPLAINER_CODE if (root / name).exists()})
+    root = REPO_ROOT / "harness"
+    return _h({str(Path(p).relative_to(root)): hash_tree(Path(p)) for p in result_code_paths(str(REPO_ROOT))})
 
 
 def member_code_hashes(sub: Submission) -> dict[str, str] | None:
@@ -228,12 +227,22 @@ def result_path(config: RunConfig, ctx: TaskContext, sub: Submission) -> Path:
     return Path(config.results_dir) / ctx.task.spec.name / ctx.ref.bundle.name / f"{sub.name}.json"
 
 
+def _worker_error(exc: BaseException):
+    """``exc`` if it is the harness's own report of a worker failure, else None.  Checked by
+    type, never by attributes: an exception raised by submission code in process cannot pick
+    its own stage or error type."""
+    from harness.sandbox.isolation import WorkerError
+
+    return exc if isinstance(exc, WorkerError) else None
+
+
 class _Failure(Exception):
     def __init__(self, stage: str, exc: BaseException, tb: str = ""):
         super().__init__(str(exc))
-        # a worker failure carries its own stage (timeout, crash, resource, sandbox, ...)
-        self.stage = getattr(exc, "stage", None) or stage
-        self.exc, self.tb = exc, getattr(exc, "remote_traceback", "") or tb
+        w = _worker_error(exc)  # a worker failure carries its own stage (timeout, crash, resource, sandbox, ...)
+        self.stage = w.stage if w is not None and w.stage else stage
+        self.error_type = w.error_type if w is not None else type(exc).__name__
+        self.exc, self.tb = exc, (w.remote_traceback if w is not None else "") or tb
 
 
 def _hidden_paths(ctx: "TaskContext", config: RunConfig) -> tuple[str, ...]:
@@ -286,7 +295,7 @@ def _isolation_info(config: RunConfig, explainer=None):
         from harness.sandbox.isolation import IsolationSettings
 
         limits = IsolationSettings().as_record()
-    return IsolationInfo(mode="process", layers=list(getattr(explainer, "layers", []) or []), limits=limits)
+    return IsolationInfo(mode="process", layers=list(explainer.layers) if explainer is not None else [], limits=limits)
 
 
 class Run:
@@ -400,7 +409,7 @@ def _explain_chunks(run: Run) -> list[dict]:
             "mlm": after[2] - before[2], "peak_rss_mb": mem.peak_rss_mb, "peak_cuda_mb": mem.peak_cuda_mb,
             "cpu_s": cpu_s, "measured_by": "in-process",
         }
-        worker_call = getattr(explainer, "last_call", None)
+        worker_call = explainer.last_call if config.isolation == "process" else None
         if worker_call:  # isolated: every figure of the worker, measured from here (counts are its own)
             rec.update(seconds=worker_call["wall_s"], cpu_s=worker_call["cpu_s"], gpu_s=worker_call["gpu_s"],
                        peak_rss_mb=worker_call["peak_rss_mb"], peak_cuda_mb=worker_call["peak_gpu_mb"],
@@ -443,7 +452,7 @@ def pass_check(sub: Submission, batch, rec: dict) -> str:
     example, expressions of ``n_words``, ``n_tokens`` and its numeric parameters): the
     counts must be at least what the declared method needs.  ``not checked`` when nothing is
     declared."""
-    declared = getattr(sub.meta, "passes", None) or {}
+    declared = sub.meta.passes or {}
     if not declared:
         return "not checked"
     from harness.core.submission import eval_passes
@@ -534,10 +543,9 @@ def scores_of(ev: Evaluation, main_metric: str) -> tuple[dict[str, MetricScore],
 
 
 def _error_record(sub, ctx, config, spec: RunSpec, f: "_Failure", isolation=None) -> ResultRecord:
-    log.error("%s on %s failed at %s: %s: %s", sub.name, ctx.task.spec.name, f.stage,
-              getattr(f.exc, "error_type", None) or type(f.exc).__name__, f.exc)
+    log.error("%s on %s failed at %s: %s: %s", sub.name, ctx.task.spec.name, f.stage, f.error_type, f.exc)
     return ResultRecord(**_base_record(sub, ctx, config, spec, "error", isolation=isolation),
-                        error=ErrorInfo(type=getattr(f.exc, "error_type", None) or type(f.exc).__name__,
+                        error=ErrorInfo(type=f.error_type,
                                         message=str(f.exc)[:2000],
                                         stage=f.stage, traceback=f.tb[-4000:]))
 
@@ -574,16 +582,16 @@ def _evaluate(run: Run) -> tuple[Evaluation, _Outer]:
         except OutputError as e:
             raise _Failure("validate-output", e, traceback.format_exc()) from e
         except Exception as e:
-            if getattr(e, "stage", None):  # a worker failure surfacing outside an explain call
+            if _worker_error(e) is not None:  # a worker failure surfacing outside an explain call
                 raise _Failure("explain", e, traceback.format_exc()) from e
             raise _Failure(task.failure_stage, e, traceback.format_exc()) from e
         if bundle.device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
     after = bundle.counter.snapshot()
-    ex = run.opened
+    ex = run.opened if run.config.isolation == "process" else None  # the harness's worker handle, measured
     return ev, _Outer(seconds, tuple(a - b for a, b in zip(after, before)), mem,
-                      getattr(ex, "peak_rss_mb", None), dict(getattr(ex, "totals", None) or {}))
+                      None if ex is None else ex.peak_rss_mb, {} if ex is None else dict(ex.totals))
 
 
 def _measured_chunks(chunks: list[dict], n: int, dev) -> tuple[Timing, Cost, Memory]:

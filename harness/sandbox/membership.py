@@ -44,3 +44,10 @@ def worker_paths(repo: str) -> list[str]:
     out += [os.path.join(root, *p.split(".")[1:]) for p in WORKER_PACKAGES]
     out += [os.path.join(root, *m.split(".")[1:]) + ".py" for m in WORKER_MODULES]
     return out
+
+
+def result_code_paths(repo: str) -> list[str]:
+    """The worker code that can change what a submission computes (every worker path but the
+    sandbox itself): hashed into every run key (:func:`harness.engine.runner.shared_code_hash`)."""
+    sandbox = os.path.join(repo, "harness", "sandbox")
+    return [p for p in worker_paths(repo) if p != sandbox]
