@@ -266,6 +266,34 @@ def test_rank_groups_chaining_and_split():
     assert [r.group for r in res] == [0, 0, 0, 1, 1]
 
 
+def test_leader_grouping_does_not_chain_clearly_different_entries():
+    rng, ids, a, b, c = _three(27)
+    # data like the chaining case: adjacent chaining puts A, B, C in one group although
+    # A vs C alone is separable; against the group's best, C is tested against A and split off
+    entries = [("A", ids, a), ("B", ids, b), ("C", ids, c)]
+    assert [r.label for r in rank_groups(entries, higher_is_better=True)] == ["1-3"] * 3
+    lead = rank_groups(entries, higher_is_better=True, grouping="leader")
+    p_ab, p_ac = paired_permutation_pvalue(a, b), paired_permutation_pvalue(a, c)
+    # Bonferroni over the m-1 = 2 tests; the second test is C against A (B did not split off)
+    assert lead[0].p_next == pytest.approx(p_ab) and lead[0].p_next_adjusted == pytest.approx(min(1, 2 * p_ab))
+    assert lead[1].p_next == pytest.approx(p_ac) and lead[1].p_next_adjusted == pytest.approx(min(1, 2 * p_ac))
+    assert p_ab > 0.05 and 2 * p_ac < 0.05, "premise: A-B not separable, A vs C separable after the correction"
+    assert [r.label for r in lead] == ["1-2", "1-2", "3"]
+    with pytest.raises(ValueError, match="grouping"):
+        rank_groups(entries, higher_is_better=True, grouping="nearest")
+
+
+def test_leader_grouping_restarts_at_each_new_group():
+    rng = np.random.default_rng(5)
+    ids = [f"e{i}" for i in range(80)]
+    base = rng.normal(size=80)
+    steps = {"A": 6.0, "B": 6.0 + rng.normal(0, 0.01), "C": 3.0, "D": 3.0 - 0.001, "E": 0.0}
+    entries = [(k, ids, base + v + rng.normal(0, 0.3, 80)) for k, v in steps.items()]
+    res = rank_groups(entries, higher_is_better=True, grouping="leader")
+    assert [r.label for r in res] == ["1-2", "1-2", "3-4", "3-4", "5"]
+    assert [r.separable_next for r in res[:-1]] == [False, True, False, True]
+
+
 def test_rank_groups_holm_turns_raw_significance_into_a_tie():
     _, ids, a, b, c = _three(4)
     res = rank_groups([("A", ids, a), ("B", ids, b), ("C", ids, c)], higher_is_better=True)
@@ -370,8 +398,10 @@ def test_rank_groups_rejects_bad_entries():
 
 
 def test_describe():
-    assert TEST_NAME == describe(0.05, 9999)
-    assert "Holm" in TEST_NAME and "alpha 0.05" in TEST_NAME and "9999" in TEST_NAME
+    assert TEST_NAME == describe(0.05, 9999) == describe(0.05, 9999, "leader")
+    assert "Bonferroni" in TEST_NAME and "best of its group" in TEST_NAME
+    assert "Holm" in describe(0.05, 9999, "adjacent") and "adjacent pairs" in describe(0.05, 9999, "adjacent")
+    assert "alpha 0.05" in TEST_NAME and "9999" in TEST_NAME
     assert "alpha 0.01" in describe(0.01, 999) and "999 random" in describe(0.01, 999)
 
 

@@ -1,10 +1,11 @@
 """Result records grouped into boards and ranked: what every part of the board is computed from.
 
 Per task (and reference model): submissions ordered by the task's main metric, respecting
-``higher_is_better``, and grouped into statistical rank groups (:mod:`harness.board.ranking`:
-adjacent submissions whose paired difference on the shared examples is not significant after
-Holm's correction share a group, shown as a range, e.g. ``2-4``; each member's rank is the
-group's best position).  Overall rule (:data:`OVERALL_RULE`): a submission's mean per-task rank
+``higher_is_better``, and grouped into statistical rank groups (:mod:`harness.board.ranking`,
+``grouping="leader"``: walking down the order, a submission joins the group of the ones above
+it unless its paired difference to the group's best, on the shared examples, is significant
+after a Bonferroni correction over the m-1 tests; a group is shown as a range, e.g. ``2-4``;
+each member's rank is the group's best position).  Overall rule (:data:`OVERALL_RULE`): a submission's mean per-task rank
 over the task boards, a rank group counting its mean position (2-4 counts 3), a failed result
 counting as rank (number of ranked submissions on that board + 1); ties broken by name.
 """
@@ -145,7 +146,8 @@ def rank_groups_of(ok: list[tuple[ResultRecord, str]], main: str, higher_is_bett
         if not vals or len(ids) != len(vals) or len(set(ids)) != len(ids):
             ids, vals = [f"<no per-example values: {r.submission.name}>"], [r.scores[main].value]
         entries.append((r.submission.name, ids, vals))
-    return {g.name: g for g in rank_groups(entries, higher_is_better=higher_is_better, presorted=True)}
+    return {g.name: g for g in rank_groups(entries, higher_is_better=higher_is_better, presorted=True,
+                                           grouping="leader")}
 
 
 def ranking_boards(boards: list[Board]) -> list[Board]:

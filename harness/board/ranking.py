@@ -1,12 +1,23 @@
 """Statistical rank groups for a leaderboard, and a quality-vs-cost Pareto view.
 
-Rank groups: entries are sorted by mean score; each *adjacent* pair is compared with a two-sided
-paired sign-flip permutation test of ``mean(a - b) == 0`` on the examples both were scored on
-(the paired permutation / approximate randomization test recommended for NLP by Dror et al.
-2018, "The Hitchhiker's Guide to Testing Statistical Significance in Natural Language
-Processing"); the m-1 adjacent p-values are Holm-corrected (Holm 1979, "A simple sequentially
-rejective multiple test procedure"), and consecutive pairs that are not separable at ``alpha``
-chain into one group, whose members share the rank range ``lo-hi``.
+Rank groups: entries are sorted by mean score and compared with a two-sided paired sign-flip
+permutation test of ``mean(a - b) == 0`` on the examples both were scored on (the paired
+permutation / approximate randomization test recommended for NLP by Dror et al. 2018, "The
+Hitchhiker's Guide to Testing Statistical Significance in Natural Language Processing").
+
+Two groupings (``grouping``):
+
+- ``"leader"`` (the board's): walking down the order, each entry is tested against the best
+  entry of the current group; it joins the group unless it is significantly worse, else it
+  starts a new group.  A group is thus a run of entries none of which is separable from the
+  group's best: a long chain of small steps cannot merge clearly different entries into one
+  tie.  The m-1 tests are chosen as the walk goes, so they are Bonferroni-corrected (valid for
+  any m-1 tests, however chosen): separable iff ``p * (m-1) < alpha``.
+- ``"adjacent"``: every adjacent pair is tested, the m-1 p-values are Holm-corrected (Holm
+  1979, "A simple sequentially rejective multiple test procedure"), and runs of non-separable
+  pairs chain into one group.
+
+Members of a group share the rank range ``lo-hi``.
 
 Pure numpy/matplotlib; no other project imports.
 """
@@ -38,14 +49,15 @@ _BATCH_ENTRIES = 1 << 20
 _REL_TOL = 1e-10
 
 
-def describe(alpha: float = 0.05, n_resamples: int = 9999) -> str:
+def describe(alpha: float = 0.05, n_resamples: int = 9999, grouping: str = "leader") -> str:
     """The one-line description of the test :func:`rank_groups` runs with these parameters."""
+    how = ("each submission against the best of its group, Bonferroni-corrected over the m-1 tests"
+           if grouping == "leader" else "Holm-corrected over adjacent pairs")
     return (f"paired sign-flip permutation test on shared examples ({n_resamples} random sign "
-            f"vectors, exact enumeration when 2^n <= {n_resamples + 1}), Holm-corrected over "
-            f"adjacent pairs, alpha {alpha:g}")
+            f"vectors, exact enumeration when 2^n <= {n_resamples + 1}), {how}, alpha {alpha:g}")
 
 
-TEST_NAME = describe(0.05, 9999)
+TEST_NAME = describe(0.05, 9999, "leader")
 
 
 def _as_scores(x, what: str) -> np.ndarray:
@@ -138,9 +150,10 @@ class RankGroup:
     ``position`` is the 1-based place in the sorted order; ``group`` the 0-based group index;
     ``rank_range = (lo, hi)`` the positions of the group's first and last member; ``label``
     ``"2"`` for a singleton or ``"2-4"`` for a tie group; ``rank`` the tied rank ``(lo+hi)/2``.
-    The ``*_next`` fields describe the test against the next entry (None for the last one):
-    examples shared, raw p, Holm-adjusted p, and whether the pair is separable (adjusted p <
-    alpha).
+    The ``*_next`` fields describe the test that decided whether the next entry starts a new
+    group (None for the last one): with ``grouping="adjacent"`` this entry against the next,
+    Holm-adjusted; with ``"leader"`` the next entry against the best of this entry's group,
+    Bonferroni-adjusted.  Examples shared, raw p, adjusted p, separable (adjusted p < alpha).
     """
 
     name: str
@@ -159,7 +172,7 @@ class RankGroup:
 
 def rank_groups(entries: Iterable[tuple[str, Sequence[str], Sequence[float]]], *, higher_is_better: bool,
                 alpha: float = 0.05, n_resamples: int = 9999, seed: int = 0,
-                presorted: bool = False) -> list[RankGroup]:
+                presorted: bool = False, grouping: str = "adjacent") -> list[RankGroup]:
     """Group entries into statistically tied ranks.
 
     ``entries`` are ``(name, example_ids, values)``: per-example scores keyed by example id.
@@ -174,6 +187,8 @@ def rank_groups(entries: Iterable[tuple[str, Sequence[str], Sequence[float]]], *
     """
     if not 0 < alpha < 1:
         raise ValueError("alpha must lie in (0, 1)")
+    if grouping not in ("adjacent", "leader"):
+        raise ValueError(f"grouping must be 'adjacent' or 'leader', got {grouping!r}")
     parsed = []
     names = set()
     for name, ids, values in entries:
@@ -198,22 +213,36 @@ def rank_groups(entries: Iterable[tuple[str, Sequence[str], Sequence[float]]], *
     if not presorted:
         parsed.sort(key=lambda e: (sign * e[1], e[0]))
 
-    shared_counts, raw = [], []
-    for (_, _, better), (_, _, worse) in zip(parsed, parsed[1:]):
+    def test(better: dict, worse: dict) -> tuple[int, float]:
         shared = sorted(better.keys() & worse.keys())
-        shared_counts.append(len(shared))
         if len(shared) < 2:
-            raw.append(1.0)
-        else:
-            a = [better[i] for i in shared]
-            b = [worse[i] for i in shared]
-            raw.append(paired_permutation_pvalue(a, b, n_resamples=n_resamples, seed=seed))
-    adjusted = holm(raw)
-    separable = [q < alpha for q in adjusted]
+            return len(shared), 1.0
+        return len(shared), paired_permutation_pvalue([better[i] for i in shared], [worse[i] for i in shared],
+                                                      n_resamples=n_resamples, seed=seed)
 
+    shared_counts, raw, adjusted, separable = [], [], [], []
     group_of = [0]
-    for sep in separable:
-        group_of.append(group_of[-1] + 1 if sep else group_of[-1])
+    if grouping == "adjacent":
+        for (_, _, better), (_, _, worse) in zip(parsed, parsed[1:]):
+            n, p = test(better, worse)
+            shared_counts.append(n)
+            raw.append(p)
+        adjusted = holm(raw)
+        separable = [q < alpha for q in adjusted]
+        for sep in separable:
+            group_of.append(group_of[-1] + 1 if sep else group_of[-1])
+    else:  # leader: each entry against the best of its current group, Bonferroni over m-1 tests
+        leader, m = 0, len(parsed)
+        for k in range(1, m):
+            n, p = test(parsed[leader][2], parsed[k][2])
+            q = min(1.0, p * (m - 1))
+            shared_counts.append(n)
+            raw.append(p)
+            adjusted.append(q)
+            separable.append(q < alpha)
+            if q < alpha:
+                leader = k
+            group_of.append(group_of[-1] + 1 if q < alpha else group_of[-1])
     bounds: dict[int, tuple[int, int]] = {}
     for pos, g in enumerate(group_of, start=1):
         lo, _ = bounds.get(g, (pos, pos))
