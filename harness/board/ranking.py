@@ -54,7 +54,7 @@ def describe(alpha: float = 0.05, n_resamples: int = 9999, grouping: str = "lead
     how = ("each submission against the best of its group, Bonferroni-corrected over the m-1 tests"
            if grouping == "leader" else "Holm-corrected over adjacent pairs")
     return (f"paired sign-flip permutation test on shared examples ({n_resamples} random sign "
-            f"vectors, exact enumeration when 2^n <= {n_resamples + 1}), {how}, alpha {alpha:g}")
+            f"vectors, exact enumeration when 2^n is at most {n_resamples + 1}), {how}, alpha {alpha:g}")
 
 
 TEST_NAME = describe(0.05, 9999, "leader")

@@ -125,7 +125,7 @@ def mlm_choice(task: Task, config: RunConfig) -> str | None:
     """Which masked LM a run of ``task`` uses (see :attr:`RunConfig.mlm`); None for none."""
     if config.mlm is not None:
         return None if config.mlm == "none" else config.mlm
-    return "bert-base-uncased" if task.spec.model.kind == "hf" else "tiny"
+    return "bert-base-uncased" if task.model_recipe().kind == "hf" else "tiny"
 
 
 def prepare_task(task: Task, config: RunConfig) -> TaskContext:
@@ -141,7 +141,7 @@ def prepare_task(task: Task, config: RunConfig) -> TaskContext:
         pool_size = len(data.examples)
         data = hidden_subset(data, config.secret, task.spec.name, config.hidden_subset)
     cache_name = task.reference_cache_name()
-    ref = train_reference_model(task.spec.model, data.train, data.dev, task.spec.num_labels,
+    ref = train_reference_model(task.model_recipe(), data.train, data.dev, task.spec.num_labels,
                                 config.cache_dir, cache_name)
     bundle = ref.bundle
     dev = _device(config.device)
@@ -196,7 +196,7 @@ def run_spec(sub: Submission, ctx: TaskContext, config: RunConfig) -> RunSpec:
         official = {"secret_commitment": commitment(config.secret), "hidden_subset": config.hidden_subset or None}
     return RunSpec(
         harness_version=__version__, task=spec.name, task_overrides=_jsonable(dict(ctx.task.overrides)),
-        task_spec_hash=spec.hash(), data_hash=ctx.data.data_hash, model_recipe=_jsonable(spec.model.model_dump()),
+        task_spec_hash=spec.hash(), data_hash=ctx.data.data_hash, model_recipe=_jsonable(ctx.task.model_recipe().model_dump()),
         model_hash=ctx.ref.model_hash, mlm=ctx.mlm_choice if ctx.mlm is not None else None,
         mlm_recipe_hash=getattr(ctx.mlm, "recipe_hash", None), mlm_hash=getattr(ctx.mlm, "model_hash", None),
         submission=sub.name, submission_version=sub.meta.version, code_hash=sub.code_hash,
@@ -501,7 +501,7 @@ def _base_record(sub: Submission, ctx: TaskContext, config: RunConfig, spec: Run
         truncation=Truncation(policy=TRUNCATION_POLICY, max_length=ctx.ref.bundle.max_length,
                               n_inputs=len(ctx.truncated), n_truncated=int(sum(ctx.truncated))),
         provenance=provenance({"explain": config.seed, "label": tspec.params.get("label_seed", 0),
-                               "model": tspec.model.seed, "bootstrap": 0}),
+                               "model": ctx.task.model_recipe().seed, "bootstrap": 0}),
     )
 
 
@@ -682,7 +682,7 @@ def apply_threads(task: Task, config: RunConfig) -> int:
 
     want = config.threads
     if want == "auto":
-        recipe = task.spec.model
+        recipe = task.model_recipe()
         small = recipe.kind == "tiny-bert" and recipe.hidden_size <= 256
         want = 1 if small and _device(config.device).type == "cpu" else None
     if want is not None:

@@ -78,6 +78,7 @@ class Task(ABC):
     (and never writes state onto a task):
 
     - :meth:`prepare` (required): training rows, evaluated examples, gold annotations.
+    - :meth:`model_recipe`: the reference model it needs (default: ``spec.model``).
     - :meth:`reference_cache_name`: the cache folder of its reference models.
     - :meth:`use_secret`: official runs switch to a secret variant.
     - :meth:`on_prepared`: builds more from the prepared run (sanity: models of other seeds).
@@ -103,6 +104,10 @@ class Task(ABC):
 
     def metric_names(self) -> tuple[str, ...]:
         return self.spec.metrics
+
+    def model_recipe(self) -> ModelRecipe:
+        """The reference model the engine trains or loads for this task (the spec's recipe)."""
+        return self.spec.model
 
     def reference_cache_name(self) -> str:
         """Cache folder name of the reference models (sanity shares its base task's)."""
