@@ -62,11 +62,40 @@ def fit_segments(tokenizer, segments: Segments, max_length: int) -> tuple[Segmen
     return tuple(tuple(s) for s in segs), truncated
 
 
+def uses_token_types(tokenizer) -> bool:
+    """Whether the model family takes ``token_type_ids`` (the tokenizer's ``model_input_names``:
+    BERT does; DistilBERT and RoBERTa do not, and DistilBERT's forward refuses them)."""
+    return "token_type_ids" in (getattr(tokenizer, "model_input_names", None) or ["token_type_ids"])
+
+
 def _backend(tokenizer):
-    """The Rust ``tokenizers.Tokenizer`` of a right-padding fast tokenizer (else None)."""
+    """The Rust ``tokenizers.Tokenizer`` of a right-padding fast tokenizer (else None).
+
+    Not for a byte-level BPE tokenizer without ``add_prefix_space`` (RoBERTa, GPT-2 as loaded
+    by default): its backend would encode every word but the first without the space marker,
+    silently; the tokenizer's own call refuses such pre-tokenized input with a clear error
+    (load it with ``add_prefix_space=True``, as :func:`harness.models.reference.load_tokenizer` does)."""
     if not getattr(tokenizer, "is_fast", False) or getattr(tokenizer, "padding_side", "right") != "right":
         return None
-    return getattr(tokenizer, "backend_tokenizer", None)
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and _byte_level_without_prefix_space(backend.pre_tokenizer):
+        return None
+    return backend
+
+
+def _byte_level_without_prefix_space(pre_tokenizer) -> bool:
+    """A ByteLevel pre-tokenizer (alone or in a Sequence) with ``add_prefix_space`` off."""
+    import json
+
+    if pre_tokenizer is None:
+        return False
+    try:
+        state = json.loads(pre_tokenizer.__getstate__())
+    except (AttributeError, TypeError, ValueError):
+        return False
+    parts = state.get("pretokenizers", [state]) if isinstance(state, dict) else []
+    return any(isinstance(p, dict) and p.get("type") == "ByteLevel" and p.get("add_prefix_space") is False
+               for p in parts)
 
 
 def backend_encodings(backend, rows, n_seg: int):
@@ -112,9 +141,10 @@ class _BackendBatch:
             special.append(e.special_tokens_mask + [1] * k)
             att.append(e.attention_mask + [0] * k)
         self._data = {"input_ids": torch.tensor(ids, dtype=torch.long),
-                      "token_type_ids": torch.tensor(types, dtype=torch.long),
                       "special_tokens_mask": torch.tensor(special, dtype=torch.long),
                       "attention_mask": torch.tensor(att, dtype=torch.long)}
+        if uses_token_types(tokenizer):
+            self._data["token_type_ids"] = torch.tensor(types, dtype=torch.long)
         self._encs = encs
 
     def __getitem__(self, key):
@@ -148,7 +178,7 @@ def encode(tokenizer, batch_segments: list[Segments], max_length: int, device=No
             return _BackendBatch(tokenizer, fast, rows, n_seg)
         args = [[list(s[k]) for s in rows] for k in range(n_seg)]
         return tokenizer(*args, is_split_into_words=True, padding=True, truncation=False, return_tensors="pt",
-                         return_special_tokens_mask=True, return_token_type_ids=True)
+                         return_special_tokens_mask=True, return_token_type_ids=uses_token_types(tokenizer))
 
     # one tokenizer call in the common case; only a batch with an over-long input is tokenized again
     enc = tokenize(fitted)

