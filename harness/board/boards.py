@@ -105,12 +105,26 @@ def load_results(results_dir: Path, skip_invalid: bool = False,
     return out
 
 
-def build_boards(records: list[tuple[ResultRecord, str]]) -> list[Board]:
-    groups: dict[tuple[str, str], list[tuple[ResultRecord, str]]] = {}
+@dataclass
+class Group:
+    """The records of one board (task, reference model), ordered: what ranking works on."""
+
+    task: str
+    model: str
+    items: list[tuple[ResultRecord, str]]
+    ok: list[tuple[ResultRecord, str]]  # scored records, best first (ties in value by name)
+    failed: list[tuple[ResultRecord, str]]  # error records, by name
+    main_metric: str
+    higher_is_better: bool
+
+
+def group_records(records: list[tuple[ResultRecord, str]]) -> list[Group]:
+    """The records grouped by (task, model), sorted, each group's scored records best first."""
+    by_board: dict[tuple[str, str], list[tuple[ResultRecord, str]]] = {}
     for rec, rel in records:
-        groups.setdefault((rec.task.name, rec.model.name), []).append((rec, rel))
-    boards = []
-    for (task, model), items in sorted(groups.items()):
+        by_board.setdefault((rec.task.name, rec.model.name), []).append((rec, rel))
+    out = []
+    for (task, model), items in sorted(by_board.items()):
         main = items[0][0].main_metric
         ok = []
         for r, p in items:
@@ -122,14 +136,22 @@ def build_boards(records: list[tuple[ResultRecord, str]]) -> list[Board]:
         hib = ok[0][0].scores[main].higher_is_better if ok else True
         sign = -1.0 if hib else 1.0
         ok.sort(key=lambda x: (sign * x[0].scores[main].value, x[0].submission.name))
-        groups = rank_groups_of(ok, main, hib)
+        out.append(Group(task, model, items, ok, failed, main, hib))
+    return out
+
+
+def build_boards(records: list[tuple[ResultRecord, str]]) -> list[Board]:
+    boards = []
+    for g in group_records(records):
+        rank_groups = rank_groups_of(g.ok, g.main_metric, g.higher_is_better)
         # a submission's rank is its group's best position: ties (not separable) share it
-        ranked = [(groups[r.submission.name].rank_range[0], r, p) for r, p in ok]
-        ref = items[0][0]
-        mlms = sorted({f"{r.mlm.name}: {r.mlm.description} (hash {r.mlm.model_hash})" for r, _ in items if r.mlm})
-        audit = bool(ok) and ok[0][0].scores[main].family in AUDIT_FAMILIES
-        boards.append(Board(task, ref.task.version, model, ref.model.description, ref.model.dev_accuracy,
-                            "; ".join(mlms) or None, main, hib, ranked, failed, audit, groups))
+        ranked = [(rank_groups[r.submission.name].rank_range[0], r, p) for r, p in g.ok]
+        ref = g.items[0][0]
+        mlms = sorted({f"{r.mlm.name}: {r.mlm.description} (hash {r.mlm.model_hash})" for r, _ in g.items if r.mlm})
+        audit = bool(g.ok) and g.ok[0][0].scores[g.main_metric].family in AUDIT_FAMILIES
+        boards.append(Board(g.task, ref.task.version, g.model, ref.model.description, ref.model.dev_accuracy,
+                            "; ".join(mlms) or None, g.main_metric, g.higher_is_better, ranked, g.failed, audit,
+                            rank_groups))
     return boards
 
 

@@ -26,15 +26,15 @@ def plot_path(task: str, model: str) -> str:
     return f"quality_cost/{_slug(task)}__{_slug(model)}.svg"
 
 
-def points(b) -> list[tuple[str, float, float]]:
-    """(submission, main score, seconds per example) of a board's ranked records."""
-    return [(r.submission.name, r.scores[b.main_metric].value, r.timing.per_example_mean_s) for _, r, _ in b.ranked]
+def points(main_metric: str, ok) -> list[tuple[str, float, float]]:
+    """(submission, main score, seconds per example) of a board's scored records (best first)."""
+    return [(r.submission.name, r.scores[main_metric].value, r.timing.per_example_mean_s) for r, _ in ok]
 
 
 def board_section(b) -> Section | None:
     if len(b.ranked) < 2:
         return None
-    pts = points(b)
+    pts = points(b.main_metric, [(r, rel) for _, r, rel in b.ranked])
     front = pareto_front(pts, higher_is_better=b.higher_is_better)
     passes = {r.submission.name: r.cost.forward_per_example + r.cost.backward_per_example for _, r, _ in b.ranked}
     body = tuple(((text(n, 100),), (Lit(f"{q:.4f}"),), (Lit(f"{c * 1000:.2f}"),), (Lit(f"{passes[n]:.1f}"),),
@@ -48,18 +48,20 @@ def board_section(b) -> Section | None:
 
 
 def write_plots(records, out_dir: Path) -> list[Path]:
-    from harness.board.boards import build_boards
+    """One plot per board with at least two scored submissions (grouped and ordered as the board
+    is, without its rank tests, which the plot does not need)."""
+    from harness.board.boards import group_records
 
     paths = []
-    for b in build_boards([(r, "") for r in records]):
-        if len(b.ranked) < 2:
+    for g in group_records([(r, "") for r in records]):
+        if len(g.ok) < 2:
             continue
-        pts = points(b)
-        path = Path(out_dir) / plot_path(b.task, b.model)
+        pts = points(g.main_metric, g.ok)
+        path = Path(out_dir) / plot_path(g.task, g.model)
         path.parent.mkdir(parents=True, exist_ok=True)
-        paths.append(plot_quality_cost(pts, pareto_front(pts, higher_is_better=b.higher_is_better), path,
-                                       title=f"{b.task} on {b.model}", quality_label=b.main_metric,
-                                       cost_label="seconds per example", higher_is_better=b.higher_is_better))
+        paths.append(plot_quality_cost(pts, pareto_front(pts, higher_is_better=g.higher_is_better), path,
+                                       title=f"{g.task} on {g.model}", quality_label=g.main_metric,
+                                       cost_label="seconds per example", higher_is_better=g.higher_is_better))
     return paths
 
 

@@ -213,12 +213,17 @@ def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=str))
 
 
+def _isolation_settings(config: RunConfig):
+    """The worker settings of a sandboxed run (the defaults unless the config gives some)."""
+    from harness.sandbox.isolation import IsolationSettings
+
+    return config.isolation_settings or IsolationSettings()
+
+
 def _isolation_spec(config: RunConfig) -> dict[str, Any]:
     if config.isolation == "none":
         return {"mode": "none"}
-    from harness.sandbox.isolation import IsolationSettings
-
-    settings = config.isolation_settings or IsolationSettings()
+    settings = _isolation_settings(config)
     return {"mode": config.isolation, **settings.as_record(), "namespaces": settings.namespaces,
             "seccomp": bool(settings.seccomp)}
 
@@ -265,10 +270,9 @@ def open_explainer(sub: Submission, ctx: "TaskContext", config: RunConfig):
         return
     if config.isolation != "process":
         raise ValueError(f"isolation must be 'process' or 'none', got {config.isolation!r}")
-    from harness.sandbox.isolation import IsolationSettings, open_explainer as open_isolated
+    from harness.sandbox.isolation import open_explainer as open_isolated
 
-    settings = dataclasses.replace(config.isolation_settings or IsolationSettings(),
-                                   hidden_paths=_hidden_paths(ctx, config))
+    settings = dataclasses.replace(_isolation_settings(config), hidden_paths=_hidden_paths(ctx, config))
     if config.secret is not None and settings.namespaces == "auto":
         settings = dataclasses.replace(settings, namespaces="on")  # an official run never runs half-confined
     cm = open_isolated(sub, settings, bundle=ctx.ref.bundle)
@@ -290,12 +294,8 @@ def _isolation_info(config: RunConfig, explainer=None):
 
     if config.isolation == "none":
         return IsolationInfo(mode="none")
-    limits = config.isolation_settings.as_record() if config.isolation_settings is not None else None
-    if limits is None:
-        from harness.sandbox.isolation import IsolationSettings
-
-        limits = IsolationSettings().as_record()
-    return IsolationInfo(mode="process", layers=list(explainer.layers) if explainer is not None else [], limits=limits)
+    return IsolationInfo(mode="process", layers=list(explainer.layers) if explainer is not None else [],
+                         limits=_isolation_settings(config).as_record())
 
 
 class Run:
