@@ -93,6 +93,14 @@ class Attributions:
     extras: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+class NotApplicableError(Exception):
+    """Raised by an explainer (or a removal operator) that is not defined on the given model,
+    with the reason: e.g. ``mask`` removal on a model whose tokenizer has no mask token (GPT-2,
+    Llama), or gradient x input on a model whose word embeddings enter only through a
+    normalisation (the map is identically zero there).  ``attriboard validate`` reports it as
+    "not applicable" on a non-default model family, and as a failure on the default tiny BERT."""
+
+
 @runtime_checkable
 class Explainer(Protocol):
     """A submission's explainer: constructed with its declared parameters, then called on batches."""

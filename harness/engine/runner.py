@@ -683,7 +683,7 @@ def apply_threads(task: Task, config: RunConfig) -> int:
     want = config.threads
     if want == "auto":
         recipe = task.model_recipe()
-        small = recipe.kind == "tiny-bert" and recipe.hidden_size <= 256
+        small = recipe.kind in ("tiny-bert", "tiny") and recipe.hidden_size <= 256
         want = 1 if small and _device(config.device).type == "cpu" else None
     if want is not None:
         torch.set_num_threads(max(1, int(want)))

@@ -5,7 +5,9 @@ BERT, whose outputs depend strongly on the input) and checks: it can be built fr
 metadata; correct shape; finite values; zero on special tokens; sentence pairs work; an
 input with no words works; deterministic under a seed; invariant to batch composition
 (single sentences and pairs); leaves the model unchanged; within a time budget.  Each
-violation has its own message.
+violation has its own message.  With ``family`` the suite runs on a tiny random model of that
+model family; an explainer that raises :class:`harness.protocols.NotApplicableError` there is
+reported as not applicable (on the default tiny BERT that is a failure).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ class ValidationReport:
     submission: str
     checks: list[Check] = field(default_factory=list)
     seconds: float = 0.0
+    not_applicable: str | None = None
+    """why the explainer declared itself not defined on the suite's model (a non-default family)"""
 
     @property
     def passed(self) -> bool:
@@ -80,25 +84,27 @@ def _params_snapshot(model):
 
 
 def validate(sub: Submission, time_budget_s: float = DEFAULT_TIME_BUDGET_S, seed: int = 0,
-             isolation: str = "none") -> ValidationReport:
+             isolation: str = "none", family: str | None = None) -> ValidationReport:
     """The conformance suite.  ``isolation="process"``: the submission runs in sandboxed worker
     processes (:mod:`harness.sandbox.isolation`), as on a board run; use it for untrusted code (a pull
     request).  Its model is then the worker's copy, so "model left unchanged" is checked by
-    re-sending nothing and comparing what the explainer returns for the same inputs at the end."""
+    re-sending nothing and comparing what the explainer returns for the same inputs at the end.
+    ``family``: run the suite on a tiny random model of that model family (default: the
+    word-level tiny BERT)."""
     from contextlib import ExitStack
 
     if isolation not in ("none", "process"):
         raise ValueError(f"isolation must be 'none' or 'process', got {isolation!r}")
     with ExitStack() as stack:
-        return _validate(sub, time_budget_s, seed, isolation, stack)
+        return _validate(sub, time_budget_s, seed, isolation, stack, family)
 
 
-def _validate(sub, time_budget_s, seed, isolation, stack) -> ValidationReport:
+def _validate(sub, time_budget_s, seed, isolation, stack, family=None) -> ValidationReport:
     from harness.testing import TINY_PAIRS, TINY_SENTENCES, tiny_bundle
 
-    report = ValidationReport(sub.name)
+    report = ValidationReport(sub.name + (f" on {family}" if family else ""))
     t0 = time.perf_counter()
-    bundle = tiny_bundle(sensitive=True)
+    bundle = tiny_bundle(sensitive=True, family=family)
 
     def instantiate():
         if isolation == "none":
@@ -131,6 +137,12 @@ def _validate(sub, time_budget_s, seed, isolation, stack) -> ValidationReport:
         report.seconds = time.perf_counter() - t0
         return report
     except Exception as e:
+        if _etype(e) == "NotApplicableError" and family is not None:
+            # declared not defined on this family (e.g. mask removal without a mask token): said, not failed
+            report.not_applicable = str(e)
+            add("applicable", True, f"not applicable on {family}: {e}")
+            report.seconds = time.perf_counter() - t0
+            return report
         add("output (shape, finite, zero on specials)", False, f"explain() raised {_etype(e)}: {e}")
         report.seconds = time.perf_counter() - t0
         return report

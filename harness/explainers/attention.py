@@ -97,9 +97,11 @@ def _quiet_transformers():
 def forward_with_attentions(bundle, batch, grad: bool = False):
     """One forward pass of the classifier with ``output_attentions=True``.
 
-    Returns (probabilities (B, C), tuple of L attention tensors (B, H, T, T)).  Hugging Face
-    BERT with ``attn_implementation="sdpa"`` falls back to the eager attention for this call
-    (4.x); the model object itself is not changed.  Counted by the bundle's hooks like any call.
+    Returns (probabilities (B, C), tuple of L attention tensors (B, H, T, T)).  The model
+    family's adapter switches the attention implementation to ``eager`` for the call where the
+    family needs it (GPT-2, Llama and ModernBERT return no weights under ``sdpa``) and puts it
+    back afterwards (:meth:`harness.models.families.Family.attentions`); a family without
+    accessible attention is refused with a clear error.  Counted by the bundle's hooks like any call.
     """
     import torch
 
@@ -107,7 +109,9 @@ def forward_with_attentions(bundle, batch, grad: bool = False):
     if batch.token_type_ids is not None:
         kwargs["token_type_ids"] = batch.token_type_ids
     ctx = torch.enable_grad() if grad else torch.no_grad()
-    with ctx, _quiet_transformers():
+    fam = bundle.family_or_none
+    access = fam.attentions(bundle.model) if fam is not None else _quiet_transformers()
+    with ctx, _quiet_transformers(), access:
         out = bundle.model(**kwargs)
     attentions = getattr(out, "attentions", None)
     if not attentions or any(a is None for a in attentions):

@@ -95,7 +95,7 @@ def embedding_gradients(bundle, batch: ExplainBatch, points: Callable[..., torch
             (g,) = torch.autograd.grad(y, rows)
             g = g.detach().view(len(idx), n_points, Tc * D)
             # sum_k w_k g[:, k]: one batched (1 x K) @ (K x T_c D) product, no permuted copy of g
-            avg = torch.matmul(w32.to(g.device).view(1, 1, n_points), g).view(len(idx), Tc, D)
+            avg = torch.matmul(w32.to(device=g.device, dtype=g.dtype).view(1, 1, n_points), g).view(len(idx), Tc, D)
             out[idx, :Tc] = avg.double().cpu()
     return out
 
@@ -130,7 +130,7 @@ def integrated_gradients(bundle, batch: ExplainBatch, baseline_ids: torch.Tensor
         base, d = emb_b[sel, :Tc], diff[sel, :Tc]
         if shift is not None:
             base = base + shift
-        return torch.addcmul(base[:, None], a.to(base.device)[None, :, None, None], d[:, None])
+        return torch.addcmul(base[:, None], a.to(device=base.device, dtype=base.dtype)[None, :, None, None], d[:, None])
 
     avg = embedding_gradients(bundle, batch, points, weights, max_rows, cls_only)
     attr = (avg * diff.double().cpu()).sum(-1)

@@ -68,7 +68,28 @@ class ModelBundle:
 
     def __post_init__(self) -> None:
         self.model.eval()
+        fam = self.family_or_none
+        if fam is not None:
+            fam.prepare(self.model)
         self._hook = _install_counter(self.model, self.counter)
+
+    # --- the model family ------------------------------------------------------------
+    @property
+    def family_or_none(self):
+        """The model's :class:`harness.models.families.Family` (None for a model no adapter claims)."""
+        from harness.models.families import UnknownFamilyError, family_of
+
+        try:
+            return family_of(self.model)
+        except UnknownFamilyError:
+            return None
+
+    @property
+    def family(self):
+        """The model's :class:`harness.models.families.Family`; a clear error if none claims it."""
+        from harness.models.families import family_of
+
+        return family_of(self.model)
 
     # --- token-level access -------------------------------------------------------
     @property

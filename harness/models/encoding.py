@@ -1,5 +1,9 @@
 """Turning word lists into padded token batches, with word alignment and truncation.
 
+Padding: always on the right, whatever the tokenizer's ``padding_side`` (Llama checkpoints pad
+left); decoder classifiers pool at the last real token from the attention mask
+(:mod:`harness.models.families`), so the side does not change a result.
+
 Truncation policy (declared, recorded in every result): an input whose encoding exceeds
 ``max_length`` tokens loses whole words from the end of its longest segment until it fits.
 Dropped words are invisible to the explainer and to the metrics; the number of inputs
@@ -69,13 +73,14 @@ def uses_token_types(tokenizer) -> bool:
 
 
 def _backend(tokenizer):
-    """The Rust ``tokenizers.Tokenizer`` of a right-padding fast tokenizer (else None).
+    """The Rust ``tokenizers.Tokenizer`` of a fast tokenizer (else None); batches built from it are
+    padded on the right whatever the tokenizer's ``padding_side`` (the harness always pads right).
 
     Not for a byte-level BPE tokenizer without ``add_prefix_space`` (RoBERTa, GPT-2 as loaded
     by default): its backend would encode every word but the first without the space marker,
     silently; the tokenizer's own call refuses such pre-tokenized input with a clear error
     (load it with ``add_prefix_space=True``, as :func:`harness.models.reference.load_tokenizer` does)."""
-    if not getattr(tokenizer, "is_fast", False) or getattr(tokenizer, "padding_side", "right") != "right":
+    if not getattr(tokenizer, "is_fast", False):
         return None
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None and _byte_level_without_prefix_space(backend.pre_tokenizer):
@@ -160,6 +165,30 @@ class _BackendBatch:
         return list(self._encs[i].sequence_ids) + [None] * (self._data["input_ids"].shape[1] - len(self._encs[i].ids))
 
 
+def _one_token_for_empty_rows(tokenizer, ids, att, tt, special, word_ids):
+    """An input that encodes to no token at all (no words, and a tokenizer that adds no special
+    tokens, e.g. GPT-2's) gets one special token, the tokenizer's bos (else eos, else pad) token,
+    so the model still has a sequence to classify, as [CLS] [SEP] is for BERT."""
+    filler = next((t for t in (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
+                   if t is not None), None)
+    if filler is None:
+        raise ValueError("an input with no words encodes to no token and the tokenizer has no bos/eos/pad token")
+    if ids.shape[1] == 0:
+        B = ids.shape[0]
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else filler
+        ids = torch.full((B, 1), int(pad), dtype=ids.dtype)
+        att = torch.zeros((B, 1), dtype=att.dtype)
+        tt = None if tt is None else torch.zeros((B, 1), dtype=tt.dtype)
+        special = torch.ones((B, 1), dtype=torch.bool)
+        word_ids = [[None] for _ in word_ids]
+    empty = att.sum(1) == 0
+    ids, att, special = ids.clone(), att.clone(), special.clone()
+    ids[empty, 0] = int(filler)
+    att[empty, 0] = 1
+    special[empty, 0] = True
+    return ids, att, tt, special, word_ids
+
+
 def encode(tokenizer, batch_segments: list[Segments], max_length: int, device=None) -> Encoded:
     """Encode B inputs (1 or 2 segments each, all with the same count) into a padded batch."""
     if not batch_segments:
@@ -178,7 +207,8 @@ def encode(tokenizer, batch_segments: list[Segments], max_length: int, device=No
             return _BackendBatch(tokenizer, fast, rows, n_seg)
         args = [[list(s[k]) for s in rows] for k in range(n_seg)]
         return tokenizer(*args, is_split_into_words=True, padding=True, truncation=False, return_tensors="pt",
-                         return_special_tokens_mask=True, return_token_type_ids=uses_token_types(tokenizer))
+                         return_special_tokens_mask=True, return_token_type_ids=uses_token_types(tokenizer),
+                         padding_side="right")
 
     # one tokenizer call in the common case; only a batch with an over-long input is tokenized again
     enc = tokenize(fitted)
@@ -199,12 +229,14 @@ def encode(tokenizer, batch_segments: list[Segments], max_length: int, device=No
         for w, sq in zip(wids, seqs):
             row.append(None if w is None or sq is None else offsets[sq] + w)
         word_ids.append(row)
-    special = enc["special_tokens_mask"].bool() | (enc["attention_mask"] == 0)
-    tt = enc.get("token_type_ids")
+    ids, att, tt = enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids")
+    special = enc["special_tokens_mask"].bool() | (att == 0)
+    if (att.sum(1) == 0).any():  # an input with no words and no special tokens (GPT-2 adds none)
+        ids, att, tt, special, word_ids = _one_token_for_empty_rows(tokenizer, ids, att, tt, special, word_ids)
     dev = device or torch.device("cpu")
     return Encoded(
-        input_ids=enc["input_ids"].to(dev),
-        attention_mask=enc["attention_mask"].to(dev),
+        input_ids=ids.to(dev),
+        attention_mask=att.to(dev),
         token_type_ids=tt.to(dev) if tt is not None else None,
         special_tokens_mask=special.to(dev),
         word_ids=word_ids,

@@ -97,7 +97,13 @@ def mlm_recipe_from(value: "MLMRecipe | dict | str | None") -> MLMRecipe:
 
 
 def _allowed_candidates(tokenizer) -> np.ndarray:
-    """(V,) bool: vocabulary entries that may be proposed as a whole-word fill."""
+    """(V,) bool: vocabulary entries that may be proposed as a whole-word fill: entries that
+    start a word under the tokenizer's sub-word policy (:func:`harness.models.tokenizers.subword_policy`:
+    not a ``##`` continuation for WordPiece; ``Ġ``-initial for byte-level BPE; ``▁``-initial
+    for SentencePiece), never special tokens, [UNK], ``[unused*]`` slots or blank entries."""
+    from harness.models.tokenizers import subword_policy
+
+    policy = subword_policy(tokenizer)
     vocab = tokenizer.get_vocab()
     size = max(len(tokenizer), max(vocab.values()) + 1)
     allowed = np.zeros(size, dtype=bool)
@@ -105,12 +111,23 @@ def _allowed_candidates(tokenizer) -> np.ndarray:
     if tokenizer.unk_token_id is not None:
         special.add(int(tokenizer.unk_token_id))
     for tok, i in vocab.items():
-        if i in special or tok.startswith("##") or (tok.startswith("[") and tok.endswith("]")):
+        if i in special or not policy.starts_word(tok) or (tok.startswith("[") and tok.endswith("]")):
             continue
-        if not tok.strip():
+        if not policy.word(tok, tokenizer).strip():
             continue
         allowed[i] = True
     return allowed
+
+
+def _candidate_words(tokenizer, n: int) -> list[str]:
+    """The word each of the first ``n`` vocabulary entries spells (sub-word marker removed)."""
+    from harness.models.tokenizers import subword_policy
+
+    policy = subword_policy(tokenizer)
+    tokens = tokenizer.convert_ids_to_tokens(list(range(n)))
+    if policy.kind in ("wordpiece", "wordlevel"):
+        return tokens
+    return [policy.word(t, tokenizer) if t is not None else "" for t in tokens]
 
 
 class WordMaskedLM:
@@ -138,7 +155,7 @@ class WordMaskedLM:
         self.batch_size = int(batch_size)
         self.counter = counter
         self._allowed = torch.as_tensor(_allowed_candidates(tokenizer))
-        self._tokens = tokenizer.convert_ids_to_tokens(list(range(len(self._allowed))))
+        self._tokens = _candidate_words(tokenizer, len(self._allowed))
 
     @property
     def device(self):
@@ -494,9 +511,11 @@ def _state_hash(model) -> str:
 
 
 def _load_hf_mlm(recipe: MLMRecipe, batch_size: int) -> WordMaskedLM:
-    from transformers import AutoModelForMaskedLM, AutoTokenizer
+    from transformers import AutoModelForMaskedLM
 
-    tokenizer = AutoTokenizer.from_pretrained(recipe.hf_name)
+    from harness.models.reference import load_tokenizer
+
+    tokenizer = load_tokenizer(recipe.hf_name)
     model = AutoModelForMaskedLM.from_pretrained(recipe.hf_name)
     model.eval()
     revision = getattr(model.config, "_commit_hash", None)

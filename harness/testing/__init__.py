@@ -62,8 +62,52 @@ def tiny_mlm():
                                     vocab=tiny_vocab(), name="tiny-test-mlm")
 
 
-def tiny_bundle(seed: int = 0, num_labels: int = 2, sensitive: bool = False, mlm: bool = True):
-    """A freshly built (untrained, seeded) tiny BERT bundle; a new model object per call.
+#: extra text the tiny sub-word tokenizers are trained on: punctuation, accents, numbers
+TINY_EXTRA_TEXTS = ["café , naïve 42 résumé !", "don't stop - 3.5 stars", "it's 100% great ; really ?"]
+
+
+def tiny_texts() -> list[str]:
+    return [" ".join(s) for segs in TINY_SENTENCES + TINY_PAIRS for s in segs] + TINY_EXTRA_TEXTS
+
+
+@lru_cache(maxsize=32)
+def _tiny_family_state(family: str, seed: int, num_labels: int):
+    from harness.models.reference import ModelRecipe, tiny_family_model
+
+    recipe = ModelRecipe(kind="tiny", family=family, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=32, max_position_embeddings=64, max_length=64, seed=seed,
+                         tokenizer_vocab=150)
+    tok, model = tiny_family_model(recipe, tiny_texts() * 5, num_labels)
+    model.eval()
+    return tok, model.state_dict(), model.config
+
+
+def tiny_family_model(family: str | None = None, seed: int = 0, num_labels: int = 2):
+    """(tokenizer, fresh untrained model) of a tiny random model: the word-level tiny BERT when
+    ``family`` is None, else a model of that registered family (:mod:`harness.models.families`,
+    hidden 16, 2 layers) with a tokenizer of the family's type trained in memory on the tiny
+    sentences, pairs and :data:`TINY_EXTRA_TEXTS`."""
+    import copy
+
+    if family is None:
+        from transformers import BertForSequenceClassification
+
+        tok, state, config = _tiny_model_state(seed, num_labels)
+        model = BertForSequenceClassification(config)
+    else:
+        from harness.models.families import get_family
+
+        tok, state, config = _tiny_family_state(family, seed, num_labels)
+        tok = copy.deepcopy(tok)
+        model = get_family(family).build_classifier(config)
+    model.load_state_dict(state)
+    return tok, model.eval()
+
+
+def tiny_bundle(seed: int = 0, num_labels: int = 2, sensitive: bool = False, mlm: bool = True,
+                family: str | None = None):
+    """A freshly built (untrained, seeded) tiny BERT bundle (or, with ``family``, a tiny model of that
+    family: :func:`tiny_family_model`); a new model object per call.
 
     With ``mlm=True`` (default) the bundle carries the tiny masked LM (:func:`tiny_mlm`),
     counting into this bundle's counter, so IM, LIME_BERT and ``mlm`` removal can run.
@@ -74,20 +118,17 @@ def tiny_bundle(seed: int = 0, num_labels: int = 2, sensitive: bool = False, mlm
     attributions depend strongly on the input (the conformance suite uses this).
     """
     import torch
-    from transformers import BertForSequenceClassification
 
     from harness.models.bundle import ModelBundle
 
-    tok, state, config = _tiny_model_state(seed, num_labels)
-    model = BertForSequenceClassification(config)
-    model.load_state_dict(state)
+    tok, model = tiny_family_model(family, seed, num_labels)
     if sensitive:
         with torch.no_grad():
             for module in model.modules():
-                if isinstance(module, torch.nn.Linear):
+                if isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D":
                     module.weight.mul_(20.0)
             model.get_input_embeddings().weight.mul_(10.0)
-    name = f"tiny-test-bert-s{seed}" + ("-sensitive" if sensitive else "")
+    name = f"tiny-test-{family or 'bert'}-s{seed}" + ("-sensitive" if sensitive else "")
     bundle = ModelBundle(model, tok, name, num_labels, max_length=64)
     if mlm:
         from harness.models.mlm import attach_mlm

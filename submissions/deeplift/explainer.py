@@ -32,7 +32,7 @@ module types in ``captum.attr._core.deep_lift.SUPPORTED_NON_LINEAR``):
 from __future__ import annotations
 
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import torch
@@ -99,11 +99,13 @@ def rescale_rule_for_hf_activations():
 
 class DeepLift:
     name = "deeplift"
-    version = "1.0.0"
+    version = "1.1.0"
 
     def explain(self, model, batch: ExplainBatch) -> Attributions:
         wrapper = _Proba(model.model)
-        with rescale_rule_for_hf_activations(), warnings.catch_warnings():
+        fam = model.family_or_none
+        unshared = fam.unshared(model.model) if fam is not None else nullcontext()
+        with unshared, rescale_rule_for_hf_activations(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ldl = LayerDeepLift(wrapper, model.embeddings, multiply_by_inputs=True)
             args = (batch.attention_mask,) if batch.token_type_ids is None else (batch.attention_mask, batch.token_type_ids)

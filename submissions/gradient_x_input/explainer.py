@@ -12,7 +12,7 @@ import torch
 from captum.attr import InputXGradient
 
 from harness.explain_utils import zero_specials
-from harness.protocols import Attributions, ExplainBatch
+from harness.protocols import Attributions, ExplainBatch, NotApplicableError
 
 
 def proba_of_embeds(bundle):
@@ -27,9 +27,15 @@ def proba_of_embeds(bundle):
 
 class GradientXInput:
     name = "gradient_x_input"
-    version = "1.0.0"
+    version = "1.1.0"
 
     def explain(self, model, batch: ExplainBatch) -> Attributions:
+        fam = model.family_or_none
+        if fam is not None and fam.embeddings_normalised(model.model):
+            raise NotApplicableError(
+                f"gradient x input is identically zero on {fam.name} models like this one: the word embeddings "
+                "enter only through a LayerNorm (nothing added before it), so the model is invariant to scaling "
+                "them and sum_d e_d dp/de_d = 0; a computed map is float rounding noise")
         with torch.no_grad():
             embeds = model.embeddings(batch.input_ids).detach().requires_grad_()
         ixg = InputXGradient(proba_of_embeds(model))

@@ -63,7 +63,7 @@ log = logging.getLogger(__name__)
 VERSION = "1.1"  # 1.1: deletion_bert_auc (removal mlm) beside deletion_auc (T5 bias matrix)
 MAIN_METRIC = "norm_comprehensiveness"
 GENERATED_BAR = 0.90
-REAL_BARS = {"tiny-bert": 0.30, "minilm": 0.60, "hf": 0.70}
+REAL_BARS = {"tiny-bert": 0.30, "tiny": 0.30, "minilm": 0.60, "hf": 0.70, "checkpoint": 0.70}
 SPLITS = ("matched", "mismatched")
 
 

@@ -46,7 +46,7 @@ def nli_recipe(model: ModelRecipe | dict | str | None, min_dev_accuracy: float,
     explicit = (isinstance(model, dict) and "min_dev_accuracy" in model) or isinstance(model, ModelRecipe)
     recipe = recipe_from(model)
     update: dict[str, Any] = {}
-    if recipe.kind == "tiny-bert" and tiny_defaults and not isinstance(model, (dict, ModelRecipe)):
+    if recipe.kind in ("tiny-bert", "tiny") and tiny_defaults and not isinstance(model, (dict, ModelRecipe)):
         update.update(tiny_defaults)
     if not explicit:
         update["min_dev_accuracy"] = float(min_dev_accuracy)

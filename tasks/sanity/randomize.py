@@ -1,15 +1,17 @@
 """Re-initialising parts of a Hugging Face sequence classifier in place, and restoring it exactly.
 
 - :func:`transformer_blocks`: the model's transformer blocks, bottom (next to the embeddings)
-  to top: the ``ModuleList`` of ``*.encoder.layer`` (BERT, RoBERTa, MiniLM), ``transformer.layer``
-  (DistilBERT) or ``*.h`` / ``*.layers`` (GPT-2 style), whichever the model has.
-- :func:`head_modules`: the classification layer (``classifier``; paper 003 sec. 5.3 randomizes
-  "the last classification layer").
+  to top, as the model family's adapter names them (:mod:`harness.models.families`: e.g.
+  ``bert.encoder.layer.*``, ``distilbert.transformer.layer.*``, ``transformer.h.*``,
+  ``model.layers.*``; ALBERT's one shared layer group).
+- :func:`head_modules`: the classification layer (paper 003 sec. 5.3 randomizes "the last
+  classification layer": ``classifier``, ``classifier.out_proj``, ``score``).
 - :func:`top_fc_modules`: every fully connected layer on top of the encoder (pooler dense,
   ``pre_classifier``, ``classifier``): paper 004's "#Untrained" model.
 - :func:`randomized`: a context manager that re-initialises the named modules with the
-  model's own initialisation scheme (BERT's: ``Linear`` / ``Embedding`` weights
-  ~ N(0, ``config.initializer_range``), biases 0, ``LayerNorm`` weight 1 and bias 0), drawn
+  model family's initialisation scheme (:meth:`harness.models.families.Family.init_std`; for
+  every registered family: ``Linear`` / ``Conv1D`` / ``Embedding`` weights
+  ~ N(0, ``config.initializer_range``), biases 0, norm weights 1 and biases 0), drawn
   from a ``torch.Generator`` seeded per module from (``seed``, module name) (so the same seed gives
   the same weights, and a block's weights do not depend on what else is randomized), and
   on exit loads the saved state back and checks, by a checksum of every parameter and buffer,
@@ -38,40 +40,28 @@ def state_checksum(model: torch.nn.Module) -> str:
 
 
 def transformer_blocks(model: torch.nn.Module) -> list[str]:
-    """Module names of the transformer blocks, bottom to top."""
-    candidates = []
-    for name, mod in model.named_modules():
-        if isinstance(mod, torch.nn.ModuleList) and name.split(".")[-1] in ("layer", "layers", "h") and len(mod):
-            candidates.append((name, len(mod)))
-    if not candidates:
-        raise ValueError(f"{type(model).__name__}: no transformer block list (encoder.layer, layers, h) found")
-    name, n = max(candidates, key=lambda x: (x[1], -len(x[0])))
-    return [f"{name}.{i}" for i in range(n)]
+    """Module names of the transformer blocks, bottom to top (the model family's adapter,
+    :meth:`harness.models.families.Family.blocks`)."""
+    from harness.models.families import family_of
 
-
-def _exists(model, name: str) -> bool:
-    try:
-        model.get_submodule(name)
-        return True
-    except AttributeError:
-        return False
+    return family_of(model).blocks(model)
 
 
 def head_modules(model: torch.nn.Module) -> list[str]:
-    if not _exists(model, "classifier"):
-        raise ValueError(f"{type(model).__name__}: no 'classifier' module to re-initialise")
-    return ["classifier"]
+    """The classification layer (:attr:`harness.models.families.Family.head`)."""
+    from harness.models.families import family_of
+
+    names = family_of(model).head_modules(model)
+    if not names:
+        raise ValueError(f"{type(model).__name__}: no classification layer to re-initialise")
+    return names
 
 
 def top_fc_modules(model: torch.nn.Module) -> list[str]:
-    out = []
-    base = getattr(model, "base_model_prefix", "")
-    pooler = f"{base}.pooler" if base else "pooler"
-    if _exists(model, pooler) and model.get_submodule(pooler) is not None:
-        out.append(pooler)
-    if _exists(model, "pre_classifier"):
-        out.append("pre_classifier")
-    return out + head_modules(model)
+    """Every fully connected layer above the encoder (:attr:`harness.models.families.Family.top_fc`)."""
+    from harness.models.families import family_of
+
+    return family_of(model).top_fc_modules(model)
 
 
 def module_seed(seed: int, name: str) -> int:
@@ -81,7 +71,18 @@ def module_seed(seed: int, name: str) -> int:
 
 
 def _init_std(model) -> float:
-    return float(getattr(getattr(model, "config", None), "initializer_range", 0.02))
+    from harness.models.families import UnknownFamilyError, family_of
+
+    try:
+        return family_of(model).init_std(model)
+    except UnknownFamilyError:
+        return float(getattr(getattr(model, "config", None), "initializer_range", 0.02))
+
+
+def _is_norm(mod) -> bool:
+    """LayerNorm, or a family's own norm layer (RMSNorm, ModernBERT's LayerNorm without bias)."""
+    return isinstance(mod, torch.nn.LayerNorm) or (type(mod).__name__.endswith(("RMSNorm", "LayerNorm"))
+                                                   and isinstance(getattr(mod, "weight", None), torch.nn.Parameter))
 
 
 @torch.no_grad()
@@ -97,7 +98,7 @@ def reinitialize(model: torch.nn.Module, names: Sequence[str], seed: int) -> lis
         covered = set()
         for sub_name, mod in root.named_modules():
             full = f"{name}.{sub_name}" if sub_name else name
-            if isinstance(mod, (torch.nn.Linear, torch.nn.Embedding)):
+            if isinstance(mod, (torch.nn.Linear, torch.nn.Embedding)) or type(mod).__name__ == "Conv1D":
                 w = torch.randn(mod.weight.shape, generator=gen, dtype=torch.float32) * std
                 mod.weight.copy_(w.to(mod.weight.dtype))
                 covered.add(f"{full}.weight")
@@ -106,11 +107,11 @@ def reinitialize(model: torch.nn.Module, names: Sequence[str], seed: int) -> lis
                 if getattr(mod, "bias", None) is not None:
                     mod.bias.zero_()
                     covered.add(f"{full}.bias")
-            elif isinstance(mod, torch.nn.LayerNorm):
-                if mod.weight is not None:
+            elif _is_norm(mod):
+                if getattr(mod, "weight", None) is not None:
                     mod.weight.fill_(1.0)
                     covered.add(f"{full}.weight")
-                if mod.bias is not None:
+                if getattr(mod, "bias", None) is not None:
                     mod.bias.zero_()
                     covered.add(f"{full}.bias")
         params = {f"{name}.{p}" for p, _ in root.named_parameters()}
