@@ -269,3 +269,13 @@ def test_a_family_mlm_with_subword_vocabulary_proposes_whole_words():
                 for word, p in cands:
                     assert word and not word.startswith(policy.marker) and word in vocab_words, (kind, word)
                     assert word not in tok.all_special_tokens and 0 < p <= 1
+
+
+def test_a_sandboxed_worker_explains_every_family():
+    """The worker receives every family's model (pickled, decoder pooling included) and explains it."""
+    from harness.core.submission import discover
+    from harness.engine.validation import validate
+
+    for family in sorted(FAMILIES):
+        report = validate(discover().get("integrated_gradients"), family=family, isolation="process")
+        assert report.passed and report.not_applicable is None, report.render()

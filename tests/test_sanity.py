@@ -206,7 +206,7 @@ def test_module_lists_of_a_bert_classifier():
     assert transformer_blocks(model) == ["bert.encoder.layer.0", "bert.encoder.layer.1"]
     assert head_modules(model) == ["classifier"]
     assert top_fc_modules(model) == ["bert.pooler", "classifier"]
-    with pytest.raises(ValueError, match="no transformer block"):
+    with pytest.raises(ValueError, match="no model-family adapter for model_type None"):
         transformer_blocks(torch.nn.Linear(2, 2))
 
 

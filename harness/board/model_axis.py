@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from itertools import combinations
 
-from harness.board.model import Lit, Paragraph, Section, Tab, Table, code, rich, text
+from harness.board.model import Heading, Lit, Paragraph, Section, Tab, Table, code, rich, text
 from harness.board.sections import register_section
 
 TAB = Tab("models", "Across models", "The same task on several reference models")
@@ -86,7 +86,8 @@ def task_section(task: str, entry: dict) -> Section:
                  tuple(((text(a, 80),), (text(b, 80),), (Lit(str(n)),), (Lit(_num(t)),), (Lit(_num(p, "{:.3g}")),))
                        for a, b, n, t, p in pairs), ("---", "---", "---:", "---:", "---:"))
     arrow = " ↑" if entry["higher_is_better"] else " ↓"
-    blocks = (Paragraph(rich(INTRO)), Paragraph(rich("Main metric: ", code(entry["main"], 100), arrow)), scores, taus)
+    blocks = (Heading(2, rich(text(task, 100), " across models")), Paragraph(rich(INTRO)),
+              Paragraph(rich("Main metric: ", code(entry["main"], 100), arrow)), scores, taus)
     return Section(f"models.{task}", f"{task} across models", blocks, tab=TAB)
 
 

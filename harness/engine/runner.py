@@ -61,8 +61,9 @@ class RunConfig:
     a small reference model (recipe ``tiny-bert`` with hidden size <= 256, whose matmuls gain
     nothing from threads while extra threads spin-wait on shared cores), torch's default otherwise."""
     mlm: str | None = None
-    """The run's masked LM: ``None`` = automatic (``bert-base-uncased`` for a hub reference model
-    (recipe kind ``hf``), else the offline ``tiny`` one trained on the task's training corpus),
+    """The run's masked LM: ``None`` = automatic (:func:`matching_mlm`: for a hub reference model
+    (recipe kind ``hf``) the masked LM of the same pre-trained checkpoint, ``bert-base-uncased``
+    for decoders, else the offline ``tiny`` one trained on the task's training corpus),
     a preset of :func:`harness.models.mlm.mlm_recipe_from` (``tiny``, ``bert-base-uncased``,
     ``hf:<name>``), or ``"none"`` (no masked LM: IM, LIME_BERT and ``mlm`` removal then fail)."""
     isolation: str = "none"
@@ -125,7 +126,27 @@ def mlm_choice(task: Task, config: RunConfig) -> str | None:
     """Which masked LM a run of ``task`` uses (see :attr:`RunConfig.mlm`); None for none."""
     if config.mlm is not None:
         return None if config.mlm == "none" else config.mlm
-    return "bert-base-uncased" if task.model_recipe().kind == "hf" else "tiny"
+    return matching_mlm(task.model_recipe())
+
+
+def matching_mlm(recipe) -> str:
+    """The default masked LM for a reference-model recipe: for a hub model fine-tuned from a
+    pre-trained encoder (recipe kind ``hf``) that encoder's own masked LM (``hf:roberta-base``
+    for ``roberta-base``: the same vocabulary and tokenizer type), ``bert-base-uncased`` for a
+    family without one (decoders); the offline ``tiny`` word-level masked LM otherwise."""
+    if recipe.kind != "hf":
+        return "tiny"
+    if recipe.hf_name == "bert-base-uncased":
+        return "bert-base-uncased"
+    try:
+        from transformers import AutoConfig
+
+        from harness.models.families import family_of
+
+        fam = family_of(AutoConfig.from_pretrained(recipe.hf_name))
+    except Exception:  # noqa: BLE001 - config unreachable: the paper's default masked LM
+        return "bert-base-uncased"
+    return f"hf:{recipe.hf_name}" if fam.mlm_class else "bert-base-uncased"
 
 
 def prepare_task(task: Task, config: RunConfig) -> TaskContext:

@@ -95,11 +95,8 @@ class Family:
     # --- behaviour ------------------------------------------------------------------------------
     def prepare(self, model):
         """Make ``model`` ready for the harness (in place, idempotent); returns it."""
-        if self.decoder and not getattr(model, "_attriboard_last_token", False):
-            import types
-
-            model.forward = types.MethodType(_last_token_forward, model)
-            model._attriboard_last_token = True
+        if self.decoder and not isinstance(model.__dict__.get("forward"), LastTokenForward):
+            model.forward = LastTokenForward(model)
         return model
 
     def embeddings_normalised(self, model) -> bool:
@@ -203,6 +200,18 @@ def _last_token_forward(self, input_ids=None, attention_mask=None, inputs_embeds
         loss = torch.nn.functional.cross_entropy(logits, labels.view(-1))
     return SequenceClassifierOutputWithPast(loss=loss, logits=logits, hidden_states=out.hidden_states,
                                             attentions=out.attentions)
+
+
+class LastTokenForward:
+    """The forward of a decoder classifier pooled at the last real token (:func:`_last_token_forward`),
+    set on the model instance.  A plain object, not a bound method, so the model still pickles
+    (the sandboxed worker receives it that way) and deep-copies."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, *args, **kwargs):
+        return _last_token_forward(self.model, *args, **kwargs)
 
 
 _FAMILIES: dict[str, Family] = {}
