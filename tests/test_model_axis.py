@@ -25,9 +25,15 @@ def _run(tmp: Path, *args: str, subs=SUBS) -> int:
 @pytest.fixture(scope="module")
 def axis(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("axis")
+    import importlib.util
+
     models = ["tiny-bert", "tiny-distilbert", "tiny-gpt2", "tiny-xlm-roberta", "tiny:roberta:1x32"]
+    labels = ["tiny-bert", "tiny-distilbert", "tiny-gpt2", "tiny-xlm-roberta", "tiny-roberta-1x32"]
+    if importlib.util.find_spec("all_minilm_l6_v2") is not None:  # installed by scripts/test.sh
+        models.append("minilm")
+        labels.append("minilm-l6")
     assert _run(tmp, "--models", *models) == 0
-    return tmp, ["tiny-bert", "tiny-distilbert", "tiny-gpt2", "tiny-xlm-roberta", "tiny-roberta-1x32"]
+    return tmp, labels
 
 
 def test_models_axis_writes_a_board_per_model_and_the_cross_model_table(axis):
@@ -147,7 +153,13 @@ def test_checkpoint_with_more_classes_than_the_task_is_refused(tmp_path):
 
 
 def test_model_presets_for_families_and_checkpoints():
-    from harness.models.reference import recipe_from
+    from harness.models.reference import MODEL_SETS, expand_models, recipe_from
+
+    axis = expand_models(["offline-axis", "tiny-bert"])
+    assert axis == list(MODEL_SETS["offline-axis"])
+    labels = [recipe_from(m).label for m in axis]
+    assert len(set(labels)) == len(labels)
+    assert len({recipe_from(m).family for m in axis if recipe_from(m).kind == "tiny"}) >= 4
 
     r = recipe_from("tiny:llama:4x128")
     assert (r.kind, r.family, r.num_hidden_layers, r.hidden_size, r.label) == ("tiny", "llama", 4, 128, "tiny-llama-4x128")

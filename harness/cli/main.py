@@ -54,8 +54,9 @@ def cmd_run(args) -> int:
     if args.models and args.model:
         raise SystemExit("run: give --model or --models, not both")
     if args.models:  # the model axis: every task on every model (a board per task and model)
-        from harness.models.reference import recipe_from
+        from harness.models.reference import expand_models, recipe_from
 
+        args.models = expand_models(args.models)
         try:
             labels = [recipe_from(m).label for m in args.models]
         except ValueError as e:
@@ -252,7 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--models", nargs="+", metavar="MODEL",
                    help="the model axis: run every task on each of these reference models (presets as for "
                    "--model, e.g. tiny-bert tiny-roberta tiny-gpt2 tiny:llama:4x128 minilm "
-                   "checkpoint:<folder>#<label map>); the board gets a section per model and a cross-model view")
+                   "checkpoint:<folder>#<label map>), or a named set: offline-axis (five families, four tokenizer "
+                   "types, two sizes, MiniLM); the board gets a section per model and a cross-model view")
     r.add_argument("--data-dir", help="local data folder for tasks with real data (e.g. GLUE SST-2)")
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="task parameter override (JSON value)")
     r.add_argument("--seed", type=int, default=0)

@@ -100,6 +100,25 @@ MODEL_PRESETS: dict[str, dict] = {
 }
 
 
+#: named model sets for ``attriboard run --models``: ``offline-axis`` is the embedded default's
+#: model axis (paper 001 sec. 3.6): five families with four tokenizer types (word-level, WordPiece,
+#: byte-level BPE, Unigram), two sizes, and the real MiniLM encoder, all offline
+MODEL_SETS: dict[str, tuple[str, ...]] = {
+    "offline-axis": ("tiny-bert", "tiny-distilbert", "tiny-roberta", "tiny:roberta:4x128", "tiny-xlm-roberta",
+                     "tiny-gpt2", "tiny-llama", "minilm"),
+}
+
+
+def expand_models(names) -> list[str]:
+    """``--models`` items with named sets (:data:`MODEL_SETS`) expanded, order kept, repeats dropped."""
+    out: list[str] = []
+    for n in names:
+        for m in MODEL_SETS.get(n, (n,)):
+            if m not in out:
+                out.append(m)
+    return out
+
+
 #: the training schedule of a ``tiny`` recipe (sub-word tokenizers make a longer input than tiny-bert's words)
 TINY_FAMILY_SCHEDULE = {"epochs": 4, "lr": 2e-3}
 
