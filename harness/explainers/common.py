@@ -143,6 +143,18 @@ def chunks(n: int, size: int):
         yield start, min(n, start + max(1, size))
 
 
+def fast_path_family(model) -> bool:
+    """Whether the model's family adapter declares the fused BERT kernels below as its fast path
+    (:attr:`harness.models.families.Family.fast_path`: BERT only; every other family runs the
+    generic path)."""
+    from harness.models.families import UnknownFamilyError, family_of
+
+    try:
+        return bool(family_of(model).fast_path)
+    except UnknownFamilyError:
+        return False
+
+
 # --- the [CLS]-only last layer -------------------------------------------------------------
 
 def _cls_only_layer(layer):
@@ -256,7 +268,7 @@ def supports_cls_only(model) -> bool:
     return (type(last) is BertLayer and getattr(cfg, "position_embedding_type", "absolute") == "absolute"
             and not getattr(cfg, "is_decoder", False) and not getattr(cfg, "add_cross_attention", False)
             and getattr(last, "chunk_size_feed_forward", 0) == 0
-            and type(model).__name__ == "BertForSequenceClassification")
+            and type(model).__name__ == "BertForSequenceClassification" and fast_path_family(model))
 
 
 @contextmanager
@@ -292,7 +304,7 @@ def supports_shifted_embeddings(model) -> bool:
     cfg = getattr(model, "config", None)
     return (type(emb) is BertEmbeddings and cfg is not None
             and getattr(cfg, "position_embedding_type", "absolute") == "absolute"
-            and type(model).__name__ == "BertForSequenceClassification")
+            and type(model).__name__ == "BertForSequenceClassification" and fast_path_family(model))
 
 
 def position_type_shift(model, token_type_ids, length: int):
@@ -539,6 +551,7 @@ def fused_layers(model, enabled: bool = True):
     cfg = getattr(model, "config", None)
     layers = getattr(getattr(getattr(model, "bert", None), "encoder", None), "layer", None)
     if (not enabled or cfg is None or not layers or type(model).__name__ != "BertForSequenceClassification"
+            or not fast_path_family(model)
             or getattr(cfg, "position_embedding_type", "absolute") != "absolute"
             or getattr(cfg, "is_decoder", False) or getattr(cfg, "add_cross_attention", False)):
         yield False
