@@ -12,6 +12,7 @@ or returns garbage gets an error record; the grid goes on.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -136,17 +137,22 @@ def matching_mlm(recipe) -> str:
     family without one (decoders); the offline ``tiny`` word-level masked LM otherwise."""
     if recipe.kind != "hf":
         return "tiny"
-    if recipe.hf_name == "bert-base-uncased":
+    return _matching_hub_mlm(recipe.hf_name)
+
+
+@functools.lru_cache(maxsize=64)
+def _matching_hub_mlm(hf_name: str) -> str:
+    if hf_name == "bert-base-uncased":
         return "bert-base-uncased"
     try:
         from transformers import AutoConfig
 
         from harness.models.families import family_of
 
-        fam = family_of(AutoConfig.from_pretrained(recipe.hf_name))
+        fam = family_of(AutoConfig.from_pretrained(hf_name))
     except Exception:  # noqa: BLE001 - config unreachable: the paper's default masked LM
         return "bert-base-uncased"
-    return f"hf:{recipe.hf_name}" if fam.mlm_class else "bert-base-uncased"
+    return f"hf:{hf_name}" if fam.mlm_class else "bert-base-uncased"
 
 
 def prepare_task(task: Task, config: RunConfig) -> TaskContext:
