@@ -54,7 +54,52 @@ def truncated_flags(tokenizer, batch_segments: list[Segments], max_length: int) 
 
 
 def fit_segments(tokenizer, segments: Segments, max_length: int) -> tuple[Segments, bool]:
-    """Apply the truncation policy to one input; returns the (possibly shorter) segments."""
+    """Apply the truncation policy to one input; returns the (possibly shorter) segments.
+
+    One pass: the input is tokenized once, each word's token count is read from the word
+    alignment (pre-tokenized words are tokenized independently, so the counts add up), and
+    words are dropped from the end of the longest segment until the total fits.  The result is
+    checked by tokenizing it; a tokenizer whose counts do not add up falls back to dropping one
+    word at a time (the definition)."""
+    segs = [list(s) for s in segments]
+    total, counts = _word_token_counts(tokenizer, segments)
+    if total <= max_length:
+        return tuple(tuple(s) for s in segs), False
+    fitted = fit_from_counts(segments, counts, total, max_length)
+    if fitted is not None and _n_tokens(tokenizer, fitted) <= max_length:
+        return fitted, True
+    return _fit_one_word_at_a_time(tokenizer, segments, max_length)
+
+
+def fit_from_counts(segments: Segments, counts: list[list[int]], total: int, max_length: int) -> Segments | None:
+    """The truncation policy from per-word token counts (``counts[k][j]``: tokens of word j of
+    segment k; ``total``: tokens of the whole input, special tokens included): drop the last word
+    of the (first) longest segment until ``total`` fits.  Raises ``ValueError`` when a segment
+    would have to lose its last word."""
+    segs = [list(s) for s in segments]
+    cnt = [list(c) for c in counts]
+    while total > max_length:
+        longest = max(range(len(segs)), key=lambda k: len(segs[k]))
+        if len(segs[longest]) <= 1:
+            raise ValueError(f"input cannot be truncated to {max_length} tokens: {segments!r}")
+        segs[longest].pop()
+        total -= cnt[longest].pop()
+    return tuple(tuple(s) for s in segs)
+
+
+def _word_token_counts(tokenizer, segments: Segments) -> tuple[int, list[list[int]]]:
+    """(tokens of the input with special tokens, per segment the token count of each word), from
+    one tokenizer call."""
+    args = [list(s) for s in segments]
+    enc = tokenizer(*args, is_split_into_words=True, add_special_tokens=True, truncation=False)
+    counts = [[0] * len(s) for s in segments]
+    for w, sq in zip(enc.word_ids(), enc.sequence_ids()):
+        if w is not None and sq is not None:
+            counts[sq][w] += 1
+    return len(enc["input_ids"]), counts
+
+
+def _fit_one_word_at_a_time(tokenizer, segments: Segments, max_length: int) -> tuple[Segments, bool]:
     segs = [list(s) for s in segments]
     truncated = False
     while _n_tokens(tokenizer, tuple(tuple(s) for s in segs)) > max_length:
@@ -215,9 +260,19 @@ def encode(tokenizer, batch_segments: list[Segments], max_length: int, device=No
     lengths = enc["attention_mask"].sum(1).tolist()
     if max(lengths) > max_length:
         for i, n in enumerate(lengths):
-            if n > max_length:  # rare: refit only the over-long inputs
-                fitted[i], truncated[i] = fit_segments(tokenizer, fitted[i], max_length)
+            if n > max_length:  # rare: refit only the over-long inputs, from this call's word alignment
+                counts = [[0] * len(sg) for sg in fitted[i]]
+                for w, sq in zip(enc.word_ids(i), enc.sequence_ids(i)):
+                    if w is not None and sq is not None:
+                        counts[sq][w] += 1
+                fitted[i] = fit_from_counts(fitted[i], counts, int(n), max_length)
+                truncated[i] = True
         enc = tokenize(fitted)
+        still = [i for i, n in enumerate(enc["attention_mask"].sum(1).tolist()) if n > max_length]
+        if still:  # a tokenizer whose per-word counts do not add up: the one-word-at-a-time definition
+            for i in still:
+                fitted[i], _ = _fit_one_word_at_a_time(tokenizer, fitted[i], max_length)
+            enc = tokenize(fitted)
     word_ids: list[list[int | None]] = []
     for i, segs in enumerate(fitted):
         offsets = [0]
