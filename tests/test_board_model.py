@@ -259,3 +259,55 @@ def test_quality_vs_cost_section_marks_the_pareto_front(results, tmp_path):
     sec = next(s for s in b.sections if s.key == "quality_cost")
     table = next(x for x in sec.blocks if hasattr(x, "rows"))
     assert len(table.rows) == len(b.rows) and any("yes" in str(row[-1]) for row in table.rows)
+
+
+def test_plots_are_drawn_again_only_when_their_inputs_change(results, tmp_path, monkeypatch):
+    """Content-hashed plot cache: a rebuild from the same records calls no plot writer; a changed
+    record, a deleted or edited plot file, or cache=False redraws."""
+    import shutil
+
+    res = tmp_path / "results"
+    shutil.copytree(results, res)
+    out = tmp_path / "out"
+    calls = []
+
+    def counting(records, out_dir):
+        calls.append(len(list(records)))
+        return _fake_plots(records, out_dir)
+
+    sections.register_section(_fake_sections, plots=counting)
+    try:
+        first = leaderboard.build(res, out)
+        assert calls == [len(list(res.rglob("*.json")))]
+        n_svg = {p: p.read_bytes() for p in out.rglob("*.svg")}
+        assert (out / sections.PLOT_CACHE).is_file() and len(n_svg) > 1
+        assert leaderboard.build(res, out) == first and len(calls) == 1  # nothing changed: nothing drawn
+        assert {p: p.read_bytes() for p in out.rglob("*.svg")} == n_svg
+        # a deleted plot file, then an edited one, is drawn again
+        (out / "fake" / "quality_cost.svg").unlink()
+        leaderboard.build(res, out)
+        assert len(calls) == 2 and (out / "fake" / "quality_cost.svg").is_file()
+        (out / "fake" / "quality_cost.svg").write_text("<svg/>")
+        leaderboard.build(res, out)
+        assert len(calls) == 3 and "width" in (out / "fake" / "quality_cost.svg").read_text()
+        # a changed record redraws every provider, the board's own quality-vs-cost plots too
+        f = next(f for f in sorted(res.rglob("*.json")) if json.loads(f.read_text()).get("status") != "failed")
+        rec = json.loads(f.read_text())
+        rec["timing"] = {k: (v * 3 + 1 if isinstance(v, float) else v) for k, v in rec["timing"].items()}
+        f.write_text(json.dumps(rec))
+        drawn = []
+        real_qc = sections._PROVIDERS
+        qc = next(p for p in real_qc.values() if p.fn.__module__ == "harness.board.quality_cost")
+        monkeypatch.setitem(real_qc, qc.fn, sections.Provider(qc.fn, lambda r, o: drawn.append(1) or qc.plots(r, o), qc.order))
+        leaderboard.build(res, out)
+        assert len(calls) == 4 and drawn == [1]
+        leaderboard.build(res, out)
+        assert len(calls) == 4 and drawn == [1]
+        # a corrupt cache file is ignored (everything drawn), never an error
+        (out / sections.PLOT_CACHE).write_text("{not json")
+        leaderboard.build(res, out)
+        assert len(calls) == 5 and drawn == [1, 1]
+        sections.write_plots([r for r, _ in leaderboard.load_results(res)], out, cache=False)
+        assert len(calls) == 6
+    finally:
+        sections.unregister_section(_fake_sections)

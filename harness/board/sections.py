@@ -80,11 +80,102 @@ def collect(boards: Sequence) -> list:
     return out
 
 
-def write_plots(records: Iterable, out_dir: Path) -> list[Path]:
-    """Run every provider's plot writer; returns the paths written, in provider order."""
+#: the plot cache's record of what each provider drew from which records (in the board folder)
+PLOT_CACHE = ".plot-cache.json"
+
+
+def write_plots(records: Iterable, out_dir: Path, cache: bool = True) -> list[Path]:
+    """Run every provider's plot writer; returns the paths written, in provider order.
+
+    Content-hashed: a provider's plots are drawn again only when its inputs changed -- the
+    records (their full JSON), the code of its module and of the board's plotting helpers, and
+    matplotlib's version -- or when a file it drew is missing or was changed since (each file's
+    sha256 is kept in ``out_dir/.plot-cache.json``).  ``cache=False`` draws everything."""
+    import hashlib
+    import json
+
+    out_dir = Path(out_dir)
     records = list(records)
+    stamp_file = out_dir / PLOT_CACHE
+    try:
+        stamps = json.loads(stamp_file.read_text()) if cache and stamp_file.is_file() else {}
+    except (OSError, ValueError):
+        stamps = {}
+    if not isinstance(stamps, dict):
+        stamps = {}
+    inputs = hashlib.sha256()
+    for r in sorted(records, key=lambda r: (r.task.name, r.model.name, r.submission.name)):
+        inputs.update(r.model_dump_json().encode())
+    records_hash = inputs.hexdigest()
     paths: list[Path] = []
+    new_stamps: dict = {}
     for p in providers():
-        if p.plots is not None:
-            paths += list(p.plots(records, Path(out_dir)) or ())
+        if p.plots is None:
+            continue
+        key = f"{p.fn.__module__}.{p.fn.__qualname__}"
+        h = hashlib.sha256(records_hash.encode())
+        h.update(_code_hash(p.plots).encode())
+        want = h.hexdigest()
+        old = stamps.get(key)
+        if cache and isinstance(old, dict) and old.get("inputs") == want and _files_intact(out_dir, old.get("files")):
+            written = [out_dir / rel for rel in old["files"]]
+        else:
+            written = [Path(x) for x in (p.plots(records, out_dir) or ())]
+        paths += written
+        new_stamps[key] = {"inputs": want, "files": {_rel(out_dir, x): _sha(x) for x in written if Path(x).is_file()}}
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        stamp_file.write_text(json.dumps(new_stamps, indent=1, sort_keys=True))
+    except OSError:  # a read-only board folder: plots are simply drawn again next time
+        pass
     return paths
+
+
+def _rel(out_dir: Path, path) -> str:
+    path = Path(path)
+    try:
+        return path.resolve().relative_to(out_dir.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _sha(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _files_intact(out_dir: Path, files) -> bool:
+    if not isinstance(files, dict):
+        return False
+    for rel, sha in files.items():
+        f = out_dir / rel
+        if not f.is_file() or _sha(f) != sha:
+            return False
+    return True
+
+
+def _code_hash(writer) -> str:
+    """sha256 of the source of the writer's module and its package's loaded modules, the board's
+    plotting helpers and matplotlib's version."""
+    import hashlib
+    import inspect
+    import sys
+
+    h = hashlib.sha256()
+    name = getattr(writer, "__module__", "") or ""
+    package = name.rsplit(".", 1)[0] if "." in name else name
+    names = sorted({name, "harness.board.plotting", "harness.board.ranking"}
+                   | {m for m in list(sys.modules) if package and m.startswith(package + ".")})
+    for mod in (sys.modules.get(m) for m in names):
+        try:
+            h.update(inspect.getsource(mod).encode()) if mod is not None else None
+        except (OSError, TypeError):
+            h.update(repr(mod).encode())
+    try:
+        import matplotlib
+
+        h.update(matplotlib.__version__.encode())
+    except ImportError:  # pragma: no cover
+        pass
+    return h.hexdigest()
