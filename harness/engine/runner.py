@@ -388,15 +388,15 @@ def _explain_chunks(run: Run) -> list[dict]:
     from tqdm.auto import tqdm
 
     sub, ctx, config, key, bundle = run.sub, run.ctx, run.config, run.key, run.bundle
-    cache = Path(config.cache_dir) / "attributions" / sub.name
-    cache.mkdir(parents=True, exist_ok=True)
+    cache = chunk_folder(config, sub, key)
     examples = ctx.data.examples
     chunks = []
     n_chunks = (len(examples) + config.batch_size - 1) // config.batch_size
     bar = tqdm(range(n_chunks), desc=f"{sub.name} on {ctx.task.spec.name}", disable=None, mininterval=1.0)
+    members = _composable_members(sub, ctx, config)
     for c in bar:
         lo, hi = c * config.batch_size, min(len(examples), (c + 1) * config.batch_size)
-        ckey = _h({"run": key, "ids": [e.id for e in examples[lo:hi]], "segments": [e.segments for e in examples[lo:hi]]})
+        ckey = _chunk_key(key, examples[lo:hi])
         cfile = cache / f"{ckey}.json"
         if cfile.exists() and not config.force:
             rec = _read_chunk(cfile, hi - lo)
@@ -404,6 +404,12 @@ def _explain_chunks(run: Run) -> list[dict]:
                 rec["cached"] = True
                 chunks.append(rec)
                 continue
+        rec = _composed_chunk(sub, members, ctx, config, lo, hi) if members else None
+        if rec is not None:  # a built-in ensemble from its members' chunks of this very run: nothing recomputed
+            _write_chunk(config, cfile, json.dumps(rec, allow_nan=False))
+            rec["cached"] = False
+            chunks.append(rec)
+            continue
         explainer = run.explainer()
         batch = bundle.make_batch([e.segments for e in examples[lo:hi]], ctx.targets[lo:hi], seed=config.seed)
         torch.manual_seed(config.seed)
@@ -443,13 +449,131 @@ def _explain_chunks(run: Run) -> list[dict]:
                        memory_scope="worker", measured_by="harness", self_reported=True,
                        reported_seconds=worker_call["reported"]["seconds"])
         rec["pass_check"] = pass_check(sub, batch, rec)
-        cfile.write_text(json.dumps(rec, allow_nan=False))
+        _write_chunk(config, cfile, json.dumps(rec, allow_nan=False))
         rec["cached"] = False
         chunks.append(rec)
     return chunks
 
 
 _CHUNK_NUMBERS = ("seconds", "forward", "backward", "mlm", "peak_rss_mb")
+
+
+def _chunk_key(run_key: str, examples) -> str:
+    return _h({"run": run_key, "ids": [e.id for e in examples], "segments": [e.segments for e in examples]})
+
+
+def composite_members(sub: Submission) -> list[str]:
+    """The members of a built-in composite submission (an ensemble of built-ins, which the
+    grid runs after its members and composes from their cached maps); [] for any other
+    submission -- a stranger's folder declaring ``members`` is never composed by the harness."""
+    members = sub.params.get("members")
+    if not isinstance(members, (list, tuple)) or not members or sub.params.get("member_params"):
+        return []
+    from harness.core.submission import discover
+
+    builtins = discover()
+    if sub.name not in builtins:
+        return []
+    b = builtins.get(sub.name)
+    if Path(b.path).resolve() != Path(sub.path).resolve() or b.code_hash != sub.code_hash:
+        return []
+    try:
+        from harness.explainers.ensemble import Ensemble
+
+        if not issubclass(b.load_class(), Ensemble):  # built-in code: safe to import here
+            return []
+    except Exception:  # noqa: BLE001 - not composable: it runs as itself
+        return []
+    names = [str(m) for m in members]
+    return names if all(m in builtins for m in names) else []
+
+
+def _composable_members(sub: Submission, ctx: TaskContext, config: RunConfig) -> list[tuple[Submission, str]]:
+    """``(member, member run key)`` when ``sub``'s chunks can be composed from its members'
+    (:func:`composite_members`, the run's word aggregation equal to the ensemble's), else []."""
+    names = composite_members(sub)
+    if not names or config.force or config.aggregation != sub.params.get("aggregation", "absmax"):
+        return []  # --force recomputes: the composite then runs its members itself
+    from harness.core.submission import discover
+
+    builtins = discover()
+    return [(builtins.get(m), run_spec(builtins.get(m), ctx, config).key()) for m in names]
+
+
+def _composed_chunk(sub: Submission, members, ctx: TaskContext, config: RunConfig, lo: int, hi: int) -> dict | None:
+    """The composite's chunk ``lo:hi`` from every member's cached chunk of the same examples
+    (:func:`harness.explainers.ensemble.ensemble_maps`, checked like any explainer's output;
+    time, passes and CPU summed, peaks the largest), or None when one is missing."""
+    from harness.explainers.ensemble import ensemble_maps
+    from harness.protocols import Attributions
+
+    examples = ctx.data.examples[lo:hi]
+    recs = []
+    for m, mkey in members:
+        f = chunk_folder(config, m, mkey) / f"{_chunk_key(mkey, examples)}.json"
+        rec = _read_chunk(f, hi - lo) if f.exists() else None
+        if rec is None:
+            return None
+        recs.append(rec)
+    batch = ctx.ref.bundle.make_batch([e.segments for e in examples], ctx.targets[lo:hi], seed=config.seed)
+    try:
+        extras = {f"{m.name}.{k}": np.asarray(v) for (m, _), r in zip(members, recs) for k, v in r["extras"].items()}
+        attr = Attributions(level="word", scores=ensemble_maps([[np.asarray(x) for x in r["maps"]] for r in recs]),
+                            extras=extras)
+        raw = check_attributions(attr, batch)
+        maps = word_maps(attr, raw, batch, config.aggregation)
+        extras = check_extras(attr, batch)
+    except (OutputError, ValueError) as e:
+        log.warning("%s: members' cached maps do not compose (%s): running it", sub.name, e)
+        return None
+
+    def total(k):
+        vals = [r.get(k) for r in recs]
+        return float(sum(vals)) if all(v is not None for v in vals) else None
+
+    cuda = [r["peak_cuda_mb"] for r in recs if r.get("peak_cuda_mb") is not None]
+    harness_measured = all(r.get("measured_by") == "harness" for r in recs)
+    rec = {"level": attr.level, "maps": [x.tolist() for x in maps], "extras": {k: v.tolist() for k, v in extras.items()},
+           "seconds": total("seconds"), "n": hi - lo, "forward": int(total("forward")),
+           "backward": int(total("backward")), "mlm": int(total("mlm")),
+           "peak_rss_mb": max(r["peak_rss_mb"] for r in recs), "peak_cuda_mb": max(cuda) if cuda else None,
+           "cpu_s": total("cpu_s"), "measured_by": "harness" if harness_measured else "in-process",
+           "composed_from": [m.name for m, _ in members]}
+    if harness_measured:
+        rec.update(gpu_s=total("gpu_s"), memory_scope="worker" if all(r.get("memory_scope") == "worker" for r in recs)
+                   else None, self_reported=True, reported_seconds=total("reported_seconds"))
+    rec["pass_check"] = pass_check(sub, batch, rec)
+    return rec
+
+#: where new chunks go instead of the cache folder (a grid worker returns them to the driver)
+_CHUNK_SINK: dict | None = None
+
+
+@contextmanager
+def deferred_chunks(sink: dict | None):
+    """While active with a dict, new attribution chunks are put into ``sink`` (path relative
+    to the cache folder -> JSON text) instead of being written: the grid's workers send them
+    to the driver, the only writer.  ``None``: written as usual."""
+    global _CHUNK_SINK
+    saved, _CHUNK_SINK = _CHUNK_SINK, sink
+    try:
+        yield sink
+    finally:
+        _CHUNK_SINK = saved
+
+
+def chunk_folder(config: RunConfig, sub: Submission, key: str) -> Path:
+    """The attribution-chunk folder of one run (submission x run key)."""
+    return Path(config.cache_dir) / "attributions" / sub.name / key[:16]
+
+
+def _write_chunk(config: RunConfig, path: Path, text: str) -> None:
+    from harness.engine.records import write_text_atomic
+
+    if _CHUNK_SINK is not None:
+        _CHUNK_SINK[Path(path).relative_to(Path(config.cache_dir)).as_posix()] = text
+    else:
+        write_text_atomic(path, text)
 
 
 def _read_chunk(path: Path, n: int) -> dict | None:
@@ -638,7 +762,8 @@ def _measured_chunks(chunks: list[dict], n: int, dev) -> tuple[Timing, Cost, Mem
                     gpu_total_s=float(sum(gpu)) if gpu else None,
                     measured_by="harness" if isolated else "in-process",
                     self_reported_total_s=float(sum(c.get("reported_seconds") or 0.0 for c in chunks))
-                    if isolated else None)
+                    if isolated else None,
+                    composed_from=chunks[0]["composed_from"] if all(c.get("composed_from") for c in chunks) else None)
     cost = Cost(forward_passes=fwd, backward_passes=bwd, mlm_calls=mlm, forward_per_example=fwd / n,
                 backward_per_example=bwd / n, mlm_per_example=mlm / n, self_reported=isolated,
                 pass_check=bad[0] if bad else (checks[0] if len(checks) == 1 else "consistent"))
@@ -698,13 +823,22 @@ def _record_failure(sub: Submission, ctx: TaskContext, config: RunConfig, spec: 
     import shutil
 
     log.error("%s on %s: could not build its record: %s: %s", sub.name, ctx.task.spec.name, type(e).__name__, e)
-    shutil.rmtree(Path(config.cache_dir) / "attributions" / sub.name, ignore_errors=True)
+    shutil.rmtree(chunk_folder(config, sub, spec.key()), ignore_errors=True)
+    if _CHUNK_SINK is not None:
+        _CHUNK_SINK.clear()
     return _error_record(sub, ctx, config, spec, _Failure("record", e, traceback.format_exc()),
                          _isolation_info(config))
 
 
-def apply_threads(task: Task, config: RunConfig) -> int:
-    """Set torch's intra-op thread count for ``task`` (see :attr:`RunConfig.threads`); returns it."""
+_TORCH_DEFAULT_THREADS: int | None = None
+
+
+def apply_threads(task: Task, config: RunConfig, share: int = 1) -> int:
+    """Set torch's intra-op thread count for ``task`` (see :attr:`RunConfig.threads`); returns it.
+    ``share``: processes running cells side by side (``--jobs``): torch's default becomes
+    cores // share, so that they do not oversubscribe the cores."""
+    import os
+
     import torch
 
     want = config.threads
@@ -712,69 +846,33 @@ def apply_threads(task: Task, config: RunConfig) -> int:
         recipe = task.model_recipe()
         small = recipe.kind in ("tiny-bert", "tiny") and recipe.hidden_size <= 256
         want = 1 if small and _device(config.device).type == "cpu" else None
+    global _TORCH_DEFAULT_THREADS
+    if _TORCH_DEFAULT_THREADS is None:
+        _TORCH_DEFAULT_THREADS = torch.get_num_threads()
+    if want is None:  # torch's default, shared out between the processes running cells side by side
+        want = _TORCH_DEFAULT_THREADS if share <= 1 else max(1, (os.cpu_count() or 1) // share)
     if want is not None:
         torch.set_num_threads(max(1, int(want)))
     return torch.get_num_threads()
 
 
-def run_grid(tasks: Sequence[Task], submissions: Sequence[Submission], config: RunConfig) -> RunSummary:
+def run_grid(tasks: Sequence[Task], submissions: Sequence[Submission], config: RunConfig, jobs: int = 1,
+             executor: str = "local", ray_address: str | None = None) -> RunSummary:
+    """Run every (task, submission) cell (:mod:`harness.engine.grid`): serially in this process
+    (``jobs=1``), in ``jobs`` local worker processes, or as Ray tasks (``executor="ray"``)."""
+    import torch
+
     from harness.core.submission import check_unique_names
+    from harness.engine import grid
 
     check_unique_names(submissions)  # one name = one result file: refuse before any work, not overwrite
+    default_threads = torch.get_num_threads()
     try:
-        return _run_grid(tasks, submissions, config)
+        cells = grid.plan_cells(tasks, submissions, config)
+        return grid.run_cells(cells, config, jobs=jobs, executor=executor, ray_address=ray_address)
     finally:
+        torch.set_num_threads(default_threads)
         if config.isolation == "process":
             from harness.sandbox.isolation import close_spares
 
             close_spares()
-
-
-def _run_grid(tasks: Sequence[Task], submissions: Sequence[Submission], config: RunConfig) -> RunSummary:
-    import torch
-
-    summary = RunSummary()
-    default_threads = torch.get_num_threads()
-    for task in tasks:
-        torch.set_num_threads(default_threads)
-        log.info("task %s: %d torch threads", task.spec.name, apply_threads(task, config))
-        try:
-            ctx = prepare_task(task, config)
-        except Exception as e:
-            msg = f"task {task.spec.name} could not be prepared: {type(e).__name__}: {e}"
-            log.error(msg)
-            summary.task_failures[task.spec.name] = msg
-            continue
-        log.info("task %s: %d examples, model %s (dev accuracy %.4f), %d inputs truncated",
-                 task.spec.name, len(ctx.data.examples), ctx.ref.description, ctx.ref.dev_accuracy, sum(ctx.truncated))
-        allowed = task.default_submissions
-        for sub in submissions:
-            if allowed is not None and not config.all_submissions and sub.name not in allowed:
-                log.info("%s on %s: not in the task's default submissions %s, skipped (use --all-submissions)",
-                         sub.name, task.spec.name, list(allowed))
-                continue
-            path = result_path(config, ctx, sub)
-            spec = run_spec(sub, ctx, config)
-            if path.exists() and not config.force:
-                try:
-                    old = ResultRecord.read(path)
-                    if old.run_key == spec.key() and old.status == "ok" and old.run_spec == spec:
-                        log.info("%s on %s: up to date, skipped", sub.name, task.spec.name)
-                        summary.skipped.append(path)
-                        continue
-                except Exception as e:  # an unreadable old record is replaced, and said so
-                    log.warning("replacing unreadable result %s: %s", path, e)
-            try:
-                record = run_submission(sub, ctx, config)
-                record.write(path)
-            except Exception as e:  # noqa: BLE001 - one submission never stops the grid
-                record = _record_failure(sub, ctx, config, spec, e)
-                record.write(path)
-            summary.written.append(path)
-            if record.status == "error":
-                summary.errors.append(f"{sub.name} on {task.spec.name}: {record.error.stage}: {record.error.message}")
-            else:
-                main = record.scores[record.main_metric]
-                log.info("%s on %s: %s = %.3f [%.3f, %.3f], %.4fs/example", sub.name, task.spec.name,
-                         record.main_metric, main.value, main.ci_low, main.ci_high, record.timing.per_example_mean_s)
-    return summary

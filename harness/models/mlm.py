@@ -472,25 +472,30 @@ def _build_tiny_mlm(recipe: MLMRecipe, corpus: list[Segments], cache_dir: Path |
     key = f"{name}-{recipe.hash()}-{corpus_hash}"
     path = Path(cache_dir) / "mlm" / key if cache_dir is not None else None
     meta_file = path / "attriboard_mlm.json" if path is not None else None
-    if meta_file is not None and meta_file.exists():
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = BertForMaskedLM.from_pretrained(path)
-        meta = json.loads(meta_file.read_text())
-        log.info("loaded cached masked LM %s", key)
-    else:
-        vocab = sorted({w.lower() for segs in corpus for s in segs for w in s})
-        tokenizer = build_word_tokenizer(vocab, recipe.max_length)
-        model = tiny_masked_lm(len(tokenizer), recipe)
-        log.info("training masked LM %s: tiny BERT MLM (word vocab %d) on %d sequences", key, len(tokenizer), len(corpus))
-        seconds = train_masked_lm(model, tokenizer, corpus, recipe)
-        meta = {"train_seconds": seconds, "recipe": recipe.model_dump(), "n_train": len(corpus),
-                "corpus_hash": corpus_hash, "vocab_size": len(tokenizer)}
-        log.info("masked LM trained in %.1fs", seconds)
-        if path is not None:
-            path.mkdir(parents=True, exist_ok=True)
-            model.save_pretrained(path)
-            tokenizer.save_pretrained(path)
-            meta_file.write_text(json.dumps(meta, indent=1, sort_keys=True))
+    from contextlib import nullcontext
+
+    from harness.core.locks import cache_lock
+
+    with cache_lock(path, "masked LM") if path is not None else nullcontext():
+        if meta_file is not None and meta_file.exists():
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = BertForMaskedLM.from_pretrained(path)
+            meta = json.loads(meta_file.read_text())
+            log.info("loaded cached masked LM %s", key)
+        else:
+            vocab = sorted({w.lower() for segs in corpus for s in segs for w in s})
+            tokenizer = build_word_tokenizer(vocab, recipe.max_length)
+            model = tiny_masked_lm(len(tokenizer), recipe)
+            log.info("training masked LM %s: tiny BERT MLM (word vocab %d) on %d sequences", key, len(tokenizer), len(corpus))
+            seconds = train_masked_lm(model, tokenizer, corpus, recipe)
+            meta = {"train_seconds": seconds, "recipe": recipe.model_dump(), "n_train": len(corpus),
+                    "corpus_hash": corpus_hash, "vocab_size": len(tokenizer)}
+            log.info("masked LM trained in %.1fs", seconds)
+            if path is not None:
+                path.mkdir(parents=True, exist_ok=True)
+                model.save_pretrained(path)
+                tokenizer.save_pretrained(path)
+                meta_file.write_text(json.dumps(meta, indent=1, sort_keys=True))
     model.eval()
     if path is not None:
         model_hash = hash_files(path, "*.safetensors")

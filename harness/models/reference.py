@@ -422,39 +422,42 @@ def train_reference_model(recipe: ModelRecipe, train: Sequence[tuple[Segments, i
     key = f"{name}-{recipe.hash()}-{data_hash}"
     path = Path(cache_dir) / "models" / key
     meta_file = path / "attriboard_model.json"
-    if recipe.kind == "checkpoint" and not meta_file.exists():
-        tokenizer, model, description, info = load_checkpoint(recipe, num_labels)
-        bundle = ModelBundle(model, tokenizer, recipe.label, num_labels, recipe.max_length)
-        acc = _accuracy(bundle, dev)
-        bundle._hook.remove()
-        path.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(path)
-        tokenizer.save_pretrained(path)
-        meta = {"dev_accuracy": acc, "description": description, "train_seconds": 0.0, "recipe": recipe.model_dump(),
-                "n_train": 0, "n_dev": len(dev), "checkpoint": info}
-        meta_file.write_text(json.dumps(meta, indent=1, sort_keys=True))
-        log.info("checkpoint %s loaded as it is (no training), dev accuracy %.4f", recipe.checkpoint, acc)
-    if meta_file.exists():
-        meta = json.loads(meta_file.read_text())
-        tokenizer = load_tokenizer(path)
-        model = AutoModelForSequenceClassification.from_pretrained(path)
-        log.info("loaded cached reference model %s (dev acc %.4f)", key, meta["dev_accuracy"])
-        description = meta["description"]
-    else:
-        tokenizer, model, description = _build(recipe, train, num_labels, Path(cache_dir))
-        log.info("training reference model %s: %s on %d examples", key, description, len(train))
-        t0 = time.perf_counter()
-        _fine_tune(model, tokenizer, recipe, train)
-        bundle = ModelBundle(model, tokenizer, recipe.label, num_labels, recipe.max_length)
-        acc = _accuracy(bundle, dev)
-        bundle._hook.remove()
-        path.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(path)
-        tokenizer.save_pretrained(path)
-        meta = {"dev_accuracy": acc, "description": description, "train_seconds": time.perf_counter() - t0,
-                "recipe": recipe.model_dump(), "n_train": len(train), "n_dev": len(dev)}
-        meta_file.write_text(json.dumps(meta, indent=1, sort_keys=True))
-        log.info("trained in %.1fs, dev accuracy %.4f", meta["train_seconds"], acc)
+    from harness.core.locks import cache_lock
+
+    with cache_lock(path, "reference model"):  # parallel cells: the first trains, the others load it
+        if recipe.kind == "checkpoint" and not meta_file.exists():
+            tokenizer, model, description, info = load_checkpoint(recipe, num_labels)
+            bundle = ModelBundle(model, tokenizer, recipe.label, num_labels, recipe.max_length)
+            acc = _accuracy(bundle, dev)
+            bundle._hook.remove()
+            path.mkdir(parents=True, exist_ok=True)
+            model.save_pretrained(path)
+            tokenizer.save_pretrained(path)
+            meta = {"dev_accuracy": acc, "description": description, "train_seconds": 0.0, "recipe": recipe.model_dump(),
+                    "n_train": 0, "n_dev": len(dev), "checkpoint": info}
+            meta_file.write_text(json.dumps(meta, indent=1, sort_keys=True))
+            log.info("checkpoint %s loaded as it is (no training), dev accuracy %.4f", recipe.checkpoint, acc)
+        if meta_file.exists():
+            meta = json.loads(meta_file.read_text())
+            tokenizer = load_tokenizer(path)
+            model = AutoModelForSequenceClassification.from_pretrained(path)
+            log.info("loaded cached reference model %s (dev acc %.4f)", key, meta["dev_accuracy"])
+            description = meta["description"]
+        else:
+            tokenizer, model, description = _build(recipe, train, num_labels, Path(cache_dir))
+            log.info("training reference model %s: %s on %d examples", key, description, len(train))
+            t0 = time.perf_counter()
+            _fine_tune(model, tokenizer, recipe, train)
+            bundle = ModelBundle(model, tokenizer, recipe.label, num_labels, recipe.max_length)
+            acc = _accuracy(bundle, dev)
+            bundle._hook.remove()
+            path.mkdir(parents=True, exist_ok=True)
+            model.save_pretrained(path)
+            tokenizer.save_pretrained(path)
+            meta = {"dev_accuracy": acc, "description": description, "train_seconds": time.perf_counter() - t0,
+                    "recipe": recipe.model_dump(), "n_train": len(train), "n_dev": len(dev)}
+            meta_file.write_text(json.dumps(meta, indent=1, sort_keys=True))
+            log.info("trained in %.1fs, dev accuracy %.4f", meta["train_seconds"], acc)
     model.eval()
     bundle = ModelBundle(model, tokenizer, recipe.label, num_labels, recipe.max_length)
     acc = float(meta["dev_accuracy"])

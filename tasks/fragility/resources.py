@@ -147,7 +147,9 @@ def prepare_textattack_env(cache_dir: str | os.PathLike | None = None,
     sw_file.parent.mkdir(parents=True, exist_ok=True)
     text = "\n".join(sorted(stopwords)) + "\n"
     if not sw_file.exists() or sw_file.read_text(encoding="utf-8") != text:
-        sw_file.write_text(text, encoding="utf-8")
+        tmp = sw_file.with_name(f"{sw_file.name}.{os.getpid()}.tmp")  # parallel cells: never a half-written file
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(sw_file)
     ta_dir = root / "cache"
     ta_dir.mkdir(parents=True, exist_ok=True)
     (ta_dir / TEXTATTACK_MARKER).touch()
