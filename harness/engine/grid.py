@@ -1,4 +1,7 @@
-"""The run grid: every (task x reference model, submission) cell, run by an executor.
+"""Executors of the run grid: serial, local worker processes, Ray.
+
+The cells themselves (what one runs, what it returns, what the driver writes) are
+:func:`harness.engine.runner.run_grid`'s; this module only runs jobs and schedules them.
 
 A **cell** is one submission on one prepared task.  Cells are independent except that a
 composite submission (an ensemble) waits for its members on the same task, whose cached maps
@@ -22,318 +25,94 @@ skips it as up to date.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import time
-import traceback
-from collections import OrderedDict
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 log = logging.getLogger(__name__)
 
 EXECUTORS = ("local", "ray")
 
 
-@dataclass(frozen=True)
-class TaskRef:
-    """What rebuilds a task in another process: its registered name and keyword overrides
-    (:func:`harness.engine.task.get_task`), checked against the spec hash the driver saw."""
-
-    name: str
-    overrides: dict
-    spec_hash: str
-    model_label: str
-
-    @classmethod
-    def of(cls, task) -> "TaskRef":
-        return cls(task.spec.name, dict(task.overrides), task.spec.hash(), task.model_recipe().label)
-
-    def build(self):
-        from harness.engine.task import get_task
-
-        task = get_task(self.name, **self.overrides)
-        if task.spec.hash() != self.spec_hash:
-            raise RuntimeError(f"task {self.name} rebuilt in a worker has spec hash {task.spec.hash()}, "
-                               f"not the driver's {self.spec_hash}: is the worker running other code?")
-        return task
-
-    @property
-    def key(self) -> tuple:
-        return (self.name, json.dumps(self.overrides, sort_keys=True, default=str), self.spec_hash)
-
-
 @dataclass
-class CellOutcome:
-    """What a cell sends back to the driver (plain data: it crosses process and node borders)."""
-
-    task: str
-    submission: str
-    kind: str
-    """``written`` (``record`` holds the new record's JSON), ``skipped`` (up to date) or
-    ``task-failed`` (the task could not be prepared: ``message``)."""
-    path: str = ""
-    record: str | None = None
-    chunks: dict[str, str] = field(default_factory=dict)
-    """New attribution chunks: path relative to the cache folder -> JSON text (the driver writes them)."""
-    message: str = ""
-    status: str = ""
-    seconds: float = 0.0
-    worker: str = ""
-
-
-@dataclass
-class Cell:
+class Job:
     index: int
-    task: Any
-    ref: TaskRef
-    sub: Any
-    path: Path
-    old: dict | None
-    """The existing record's ``run_key``, ``status`` and ``run_spec`` (read by the driver), or None."""
+    label: str
+    args: tuple
+    """The arguments of the worker function (picklable: they cross process and node borders)."""
     after: tuple[int, ...] = ()
-    """Indices of the cells this one waits for (a composite's members on the same task)."""
+    """Indices of the jobs this one waits for."""
+    local: Any = None
+    """Whatever the serial path needs beside ``args`` (e.g. the task object itself)."""
 
 
-# --------------------------------------------------------------------------- the cell
+def run_jobs(jobs_list: Sequence[Job], *, serial: Callable[[Job], Any], worker: Callable, take: Callable[[Job, Any], None],
+             jobs: int = 1, executor: str = "local", ray_address: str | None = None,
+             initializer: Callable | None = None, initargs: tuple = ()) -> None:
+    """Run every job and hand each result to ``take(job, result)`` in this process, as it comes.
 
-_CONTEXTS: "OrderedDict[tuple, Any]" = OrderedDict()
-#: prepared tasks kept per process (cells come in task order, so two suffice)
-_KEEP_CONTEXTS = 2
-_THREAD_SHARE = 1
-"""Worker processes running side by side on this machine (torch threads are shared out)."""
-
-
-def _context(task, ref: TaskRef, config):
-    """The prepared task of ``ref`` in this process (prepared once; a preparation failure is
-    kept too, so every cell of the task reports it without preparing again)."""
-    from harness.engine.runner import apply_threads, prepare_task
-
-    if ref.key in _CONTEXTS:
-        _CONTEXTS.move_to_end(ref.key)
-        ctx = _CONTEXTS[ref.key]
-    else:
-        while len(_CONTEXTS) >= _KEEP_CONTEXTS:
-            _CONTEXTS.popitem(last=False)
-        if task is None:
-            task = ref.build()
-        log.info("task %s: %d torch threads", ref.name, apply_threads(task, config, share=_THREAD_SHARE))
-        try:
-            ctx = prepare_task(task, config)
-            log.info("task %s: %d examples, model %s (dev accuracy %.4f), %d inputs truncated", ref.name,
-                     len(ctx.data.examples), ctx.ref.description, ctx.ref.dev_accuracy, sum(ctx.truncated))
-        except Exception as e:  # noqa: BLE001 - reported as the task's failure, every cell of it
-            ctx = RuntimeError(f"task {ref.name} could not be prepared: {type(e).__name__}: {e}")
-            log.error("%s", ctx)
-            log.debug("%s", traceback.format_exc())
-        _CONTEXTS[ref.key] = ctx
-    if isinstance(ctx, Exception):
-        return None, str(ctx)
-    apply_threads(ctx.task, config, share=_THREAD_SHARE)
-    return ctx, ""
-
-
-def clear_contexts() -> None:
-    _CONTEXTS.clear()
-
-
-def run_cell(task, ref: TaskRef, sub, config, path: Path, old: dict | None, defer_chunks: bool) -> CellOutcome:
-    """Run one cell: prepare (or reuse) the task, skip the cell when ``old`` is an up-to-date
-    ``ok`` record of the same run spec, else run the submission and return its record's JSON.
-    Never raises for a submission's or a task's failure (they are outcomes)."""
-    from harness.engine import runner
-    from harness.engine.records import RunSpec
-
-    t0 = time.perf_counter()
-    who = f"pid {os.getpid()}"
-    ctx, failure = _context(task, ref, config)
-    if ctx is None:
-        return CellOutcome(ref.name, sub.name, "task-failed", str(path), message=failure, worker=who)
-    if runner.result_path(config, ctx, sub) != Path(path):
-        raise RuntimeError(f"cell result path {path} is not the runner's {runner.result_path(config, ctx, sub)}")
-    spec = runner.run_spec(sub, ctx, config)
-    if old is not None and not config.force:
-        try:
-            same = (old.get("run_key") == spec.key() and old.get("status") == "ok"
-                    and RunSpec.model_validate(old.get("run_spec")) == spec)
-        except Exception:  # noqa: BLE001 - an unreadable old spec: recompute
-            same = False
-        if same:
-            return CellOutcome(ref.name, sub.name, "skipped", str(path), seconds=time.perf_counter() - t0, worker=who)
-    chunks: dict[str, str] = {}
-    with runner.deferred_chunks(chunks if defer_chunks else None):
-        try:
-            record = runner.run_submission(sub, ctx, config)
-            text = record.to_json(str(path))
-        except Exception as e:  # noqa: BLE001 - one submission never stops the grid
-            record = runner._record_failure(sub, ctx, config, spec, e)
-            text = record.to_json(str(path))
-            chunks.clear()  # the failed cell's chunks are not kept
-    msg = ""
-    if record.status == "error":
-        msg = f"{sub.name} on {ref.name}: {record.error.stage}: {record.error.message}"
-    else:
-        main = record.scores[record.main_metric]
-        msg = (f"{record.main_metric} = {main.value:.3f} [{main.ci_low:.3f}, {main.ci_high:.3f}], "
-               f"{record.timing.per_example_mean_s:.4f}s/example")
-    return CellOutcome(ref.name, sub.name, "written", str(path), record=text, chunks=chunks, message=msg,
-                       status=record.status, seconds=time.perf_counter() - t0, worker=who)
-
-
-# --------------------------------------------------------------------------- the driver
-
-def plan_cells(tasks: Sequence, submissions: Sequence, config) -> list[Cell]:
-    """The grid's cells in run order (a task's composites after their members), with the
-    existing records the driver found for them."""
-    from harness.engine.records import ResultRecord
-    from harness.engine.runner import composite_members
-
-    cells: list[Cell] = []
-    for task in tasks:
-        ref = TaskRef.of(task)
-        allowed = task.default_submissions
-        chosen = []
-        for sub in submissions:
-            if allowed is not None and not config.all_submissions and sub.name not in allowed:
-                log.info("%s on %s: not in the task's default submissions %s, skipped (use --all-submissions)",
-                         sub.name, ref.name, list(allowed))
-                continue
-            chosen.append(sub)
-        names = {s.name for s in chosen}
-        members = {s.name: [m for m in composite_members(s) if m in names] for s in chosen}
-        chosen.sort(key=lambda s: bool(members[s.name]))  # stable: composites last, else the given order
-        index: dict[str, int] = {}
-        for sub in chosen:
-            path = Path(config.results_dir) / ref.name / ref.model_label / f"{sub.name}.json"
-            old = None
-            if path.exists() and not config.force:
-                try:
-                    rec = ResultRecord.read(path)
-                    old = {"run_key": rec.run_key, "status": rec.status, "run_spec": rec.run_spec.model_dump(mode="json")}
-                except Exception as e:  # noqa: BLE001 - an unreadable old record is replaced, and said so
-                    log.warning("replacing unreadable result %s: %s", path, e)
-            cell = Cell(len(cells), task, ref, sub, path, old, tuple(index[m] for m in members[sub.name]))
-            index[sub.name] = cell.index
-            cells.append(cell)
-    return cells
-
-
-def run_cells(cells: list[Cell], config, jobs: int = 1, executor: str = "local", ray_address: str | None = None,
-              summary=None):
-    """Run ``cells`` with the executor and write what they return; returns the
-    :class:`~harness.engine.runner.RunSummary`."""
-    from harness.engine.runner import RunSummary
-
-    summary = summary if summary is not None else RunSummary()
+    ``executor="local"`` with ``jobs=1``: ``serial(job)`` one after another here.  ``jobs > 1``:
+    ``worker(*job.args)`` in ``jobs`` spawned processes (``initializer(*initargs)`` in each).
+    ``executor="ray"``: ``worker(*job.args)`` as Ray tasks of one CPU each, on a local cluster
+    of ``jobs`` CPUs or the cluster at ``ray_address``.  A job starts once the jobs it waits for
+    were taken; at most ``jobs`` are in flight."""
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
     jobs = max(1, int(jobs))
     if executor == "local" and jobs == 1:
-        try:
-            for cell in cells:
-                _take(run_cell(cell.task, cell.ref, cell.sub, config, cell.path, cell.old, False), config, summary,
-                      cell, len(cells))
-        finally:
-            clear_contexts()
-        return summary
+        for job in jobs_list:
+            take(job, serial(job))
+        return
     if executor == "local":
-        submit, wait, close = _local_pool(config, jobs)
+        submit, wait, close = _local_pool(worker, jobs, initializer, initargs)
     else:
-        submit, wait, close = _ray_pool(config, jobs, ray_address)
+        submit, wait, close = _ray_pool(worker, jobs, ray_address, initializer, initargs)
     try:
-        _schedule(cells, config, jobs, submit, wait, summary)
+        _schedule(list(jobs_list), jobs, submit, wait, take)
     finally:
         close()
-    return summary
 
 
-def _schedule(cells, config, jobs, submit, wait, summary) -> None:
-    """Keep ``jobs`` cells in flight; a cell starts when the cells it waits for are taken."""
-    pending = list(cells)
+def _schedule(pending: list[Job], jobs: int, submit, wait, take) -> None:
     done: set[int] = set()
-    running: dict[Any, Cell] = {}
+    running: dict[Any, Job] = {}
+    total = len(pending)
     while pending or running:
         while len(running) < jobs:
-            ready = next((c for c in pending if all(a in done for a in c.after)), None)
+            ready = next((j for j in pending if all(a in done for a in j.after)), None)
             if ready is None:
                 break
             pending.remove(ready)
             running[submit(ready)] = ready
-            log.info("[%d/%d] %s on %s: started", ready.index + 1, len(cells), ready.sub.name, ready.ref.name)
-        if not running:  # pragma: no cover - members are always planned before their composite
-            raise RuntimeError(f"cells wait for cells that never run: {[c.sub.name for c in pending]}")
-        for handle, outcome in wait(list(running)):
-            cell = running.pop(handle)
-            _take(outcome, config, summary, cell, len(cells))
-            done.add(cell.index)
+            log.info("[%d/%d] %s: started", ready.index + 1, total, ready.label)
+        if not running:  # pragma: no cover - a job waiting for one that is not in the list
+            raise RuntimeError(f"jobs wait for jobs that never run: {[j.label for j in pending]}")
+        for handle, result in wait(list(running)):
+            job = running.pop(handle)
+            take(job, result)
+            done.add(job.index)
 
 
-def _take(outcome: CellOutcome, config, summary, cell: Cell, total: int) -> None:
-    """Write a cell's outcome (the driver only) and log its progress line."""
-    from harness.engine.records import write_text_atomic
-
-    where = f"[{cell.index + 1}/{total}] {outcome.submission} on {outcome.task}"
-    if outcome.kind == "task-failed":
-        summary.task_failures.setdefault(outcome.task, outcome.message)
-        log.info("%s: not run, %s", where, outcome.message)
-        return
-    path = Path(outcome.path)
-    if outcome.kind == "skipped":
-        summary.skipped.append(path)
-        log.info("%s: up to date, skipped", where)
-        return
-    root = Path(config.cache_dir)
-    for rel, text in outcome.chunks.items():
-        target = (root / rel).resolve()
-        if root.resolve() not in target.parents:  # the worker's paths are relative to the cache folder
-            raise RuntimeError(f"a cell returned a chunk outside the cache folder: {rel}")
-        write_text_atomic(target, text)
-    write_text_atomic(path, outcome.record)
-    summary.written.append(path)
-    if outcome.status == "error":
-        summary.errors.append(outcome.message)
-        log.info("%s: failed (%.1fs): %s", where, outcome.seconds, outcome.message)
-    else:
-        log.info("%s: %s (%.1fs%s)", where, outcome.message, outcome.seconds,
-                 f", {outcome.worker}" if outcome.worker and outcome.worker != f"pid {os.getpid()}" else "")
+def _result(get):
+    try:
+        return get()
+    except Exception as e:  # a worker process that died (killed, out of memory) or a harness bug in it
+        raise RuntimeError(f"a grid worker failed: {type(e).__name__}: {e}") from e
 
 
 # --------------------------------------------------------------------------- local processes
 
-def _init_worker(jobs: int, level: int) -> None:
-    """A local worker process: share the cores, log like the driver, close its spare
-    sandboxed workers when it exits."""
-    global _THREAD_SHARE
-    import multiprocessing.util
-
-    _THREAD_SHARE = jobs
-    logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s [w{os.getpid()}] %(name)s: %(message)s")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-    def close():
-        from harness.sandbox.isolation import close_spares
-
-        close_spares()
-
-    multiprocessing.util.Finalize(None, close, exitpriority=10)
-
-
-def _cell_in_worker(ref: TaskRef, sub, config, path: str, old):
-    return run_cell(None, ref, sub, config, Path(path), old, True)
-
-
-def _local_pool(config, jobs: int):
+def _local_pool(worker, jobs: int, initializer, initargs):
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor
     from concurrent.futures import wait as wait_futures
 
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker, initargs=(jobs, logging.getLogger().getEffectiveLevel()))
+                               initializer=initializer, initargs=initargs)
 
-    def submit(cell: Cell):
-        return pool.submit(_cell_in_worker, cell.ref, cell.sub, config, str(cell.path), cell.old)
+    def submit(job: Job):
+        return pool.submit(worker, *job.args)
 
     def wait(handles):
         finished, _ = wait_futures(handles, return_when=FIRST_COMPLETED)
@@ -345,16 +124,9 @@ def _local_pool(config, jobs: int):
     return submit, wait, close
 
 
-def _result(get):
-    try:
-        return get()
-    except Exception as e:  # a worker process that died (killed, out of memory) or a harness bug in it
-        raise RuntimeError(f"a grid worker failed: {type(e).__name__}: {e}") from e
-
-
 # --------------------------------------------------------------------------- Ray
 
-def _ray_pool(config, jobs: int, address: str | None):
+def _ray_pool(worker, jobs: int, address: str | None, initializer, initargs):
     try:
         import ray
     except ImportError:
@@ -371,12 +143,10 @@ def _ray_pool(config, jobs: int, address: str | None):
             ray.init(num_cpus=jobs, include_dashboard=False, runtime_env=env, log_to_driver=True,
                      configure_logging=False)
         started = True
-    remote = ray.remote(num_cpus=1, max_retries=0)(_ray_cell)
-    level = logging.getLogger().getEffectiveLevel()
-    cluster_cpus = int(ray.cluster_resources().get("CPU", jobs))
+    remote = ray.remote(num_cpus=1, max_retries=0)(_ray_job)
 
-    def submit(cell: Cell):
-        return remote.remote(cell.ref, cell.sub, config, str(cell.path), cell.old, level, min(jobs, cluster_cpus))
+    def submit(job: Job):
+        return remote.remote(worker, initializer, initargs, job.args)
 
     def wait(handles):
         ready, _ = ray.wait(handles, num_returns=1)
@@ -389,9 +159,13 @@ def _ray_pool(config, jobs: int, address: str | None):
     return submit, wait, close
 
 
-def _ray_cell(ref: TaskRef, sub, config, path: str, old, level: int, share: int):
-    global _THREAD_SHARE
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s [ray {os.getpid()}] %(name)s: %(message)s")
-    _THREAD_SHARE = max(1, share)
-    return run_cell(None, ref, sub, config, Path(path), old, True)
+_RAY_INITIALISED: set = set()
+
+
+def _ray_job(worker, initializer, initargs, args):
+    """One job in a Ray worker process (which may serve many): the initializer runs once per process."""
+    key = (getattr(initializer, "__qualname__", None), repr(initargs))
+    if initializer is not None and key not in _RAY_INITIALISED:
+        initializer(*initargs)
+        _RAY_INITIALISED.add(key)
+    return worker(*args)

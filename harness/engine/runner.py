@@ -856,23 +856,261 @@ def apply_threads(task: Task, config: RunConfig, share: int = 1) -> int:
     return torch.get_num_threads()
 
 
+# --------------------------------------------------------------------------- the grid
+# Cells (one submission on one prepared task) run by an executor of harness.engine.grid:
+# serially here, in --jobs N local worker processes, or as Ray tasks (docs/EXECUTORS.md).
+
+@dataclass(frozen=True)
+class TaskRef:
+    """What rebuilds a task in another process: its registered name and keyword overrides
+    (:func:`harness.engine.task.get_task`), checked against the spec hash the driver saw."""
+
+    name: str
+    overrides: dict
+    spec_hash: str
+    model_label: str
+
+    @classmethod
+    def of(cls, task: Task) -> "TaskRef":
+        return cls(task.spec.name, dict(task.overrides), task.spec.hash(), task.model_recipe().label)
+
+    def build(self) -> Task:
+        from harness.engine.task import get_task
+
+        task = get_task(self.name, **self.overrides)
+        if task.spec.hash() != self.spec_hash:
+            raise RuntimeError(f"task {self.name} rebuilt in a worker has spec hash {task.spec.hash()}, "
+                               f"not the driver's {self.spec_hash}: is the worker running other code?")
+        return task
+
+    @property
+    def key(self) -> tuple:
+        return (self.name, json.dumps(self.overrides, sort_keys=True, default=str), self.spec_hash)
+
+
+@dataclass
+class CellOutcome:
+    """What a cell sends back to the driver (plain data: it crosses process and node borders)."""
+
+    task: str
+    submission: str
+    kind: str
+    """``written`` (``record`` holds the new record's JSON), ``skipped`` (up to date) or
+    ``task-failed`` (the task could not be prepared: ``message``)."""
+    path: str = ""
+    record: str | None = None
+    chunks: dict[str, str] = field(default_factory=dict)
+    """New attribution chunks: path relative to the cache folder -> JSON text (the driver writes them)."""
+    message: str = ""
+    status: str = ""
+    seconds: float = 0.0
+    worker: str = ""
+
+
+#: prepared tasks kept per process (cells come in task order, so two suffice)
+_CONTEXTS: dict = {}
+_KEEP_CONTEXTS = 2
+_THREAD_SHARE = 1
+"""Processes running cells side by side on this machine (torch threads are shared out)."""
+
+
+def _cell_context(task: Task | None, ref: TaskRef, config: RunConfig):
+    """The prepared task of ``ref`` in this process (prepared once; a preparation failure is
+    kept too, so every cell of the task reports it without preparing again)."""
+    if ref.key in _CONTEXTS:
+        ctx = _CONTEXTS.pop(ref.key)
+        _CONTEXTS[ref.key] = ctx  # most recently used last
+    else:
+        while len(_CONTEXTS) >= _KEEP_CONTEXTS:
+            _CONTEXTS.pop(next(iter(_CONTEXTS)))
+        if task is None:
+            task = ref.build()
+        log.info("task %s: %d torch threads", ref.name, apply_threads(task, config, share=_THREAD_SHARE))
+        try:
+            ctx = prepare_task(task, config)
+            log.info("task %s: %d examples, model %s (dev accuracy %.4f), %d inputs truncated", ref.name,
+                     len(ctx.data.examples), ctx.ref.description, ctx.ref.dev_accuracy, sum(ctx.truncated))
+        except Exception as e:  # noqa: BLE001 - reported as the task's failure, by every cell of it
+            ctx = RuntimeError(f"task {ref.name} could not be prepared: {type(e).__name__}: {e}")
+            log.error("%s", ctx)
+            log.debug("%s", traceback.format_exc())
+        _CONTEXTS[ref.key] = ctx
+    if isinstance(ctx, Exception):
+        return None, str(ctx)
+    apply_threads(ctx.task, config, share=_THREAD_SHARE)
+    return ctx, ""
+
+
+def run_cell(task: Task | None, ref: TaskRef, sub: Submission, config: RunConfig, path: Path, old: dict | None,
+             defer_chunks: bool) -> CellOutcome:
+    """Run one cell: prepare (or reuse) the task, skip the cell when ``old`` is an up-to-date
+    ``ok`` record of the same run spec, else run the submission and return its record's JSON
+    (and, with ``defer_chunks``, its new attribution chunks instead of writing them).  A
+    submission's or a task's failure is an outcome, never an exception."""
+    import os
+
+    t0 = time.perf_counter()
+    who = f"pid {os.getpid()}"
+    ctx, failure = _cell_context(task, ref, config)
+    if ctx is None:
+        return CellOutcome(ref.name, sub.name, "task-failed", str(path), message=failure, worker=who)
+    if result_path(config, ctx, sub) != Path(path):
+        raise RuntimeError(f"cell result path {path} is not the runner's {result_path(config, ctx, sub)}")
+    spec = run_spec(sub, ctx, config)
+    if old is not None and not config.force:
+        try:
+            same = (old.get("run_key") == spec.key() and old.get("status") == "ok"
+                    and RunSpec.model_validate(old.get("run_spec")) == spec)
+        except Exception:  # noqa: BLE001 - an unreadable old spec: recompute
+            same = False
+        if same:
+            return CellOutcome(ref.name, sub.name, "skipped", str(path), seconds=time.perf_counter() - t0, worker=who)
+    chunks: dict[str, str] = {}
+    with deferred_chunks(chunks if defer_chunks else None):
+        try:
+            record = run_submission(sub, ctx, config)
+            text = record.to_json(str(path))
+        except Exception as e:  # noqa: BLE001 - one submission never stops the grid
+            record = _record_failure(sub, ctx, config, spec, e)
+            text = record.to_json(str(path))
+            chunks.clear()  # the failed cell's chunks are not kept
+    if record.status == "error":
+        msg = f"{sub.name} on {ref.name}: {record.error.stage}: {record.error.message}"
+    else:
+        main = record.scores[record.main_metric]
+        msg = (f"{record.main_metric} = {main.value:.3f} [{main.ci_low:.3f}, {main.ci_high:.3f}], "
+               f"{record.timing.per_example_mean_s:.4f}s/example")
+    return CellOutcome(ref.name, sub.name, "written", str(path), record=text, chunks=chunks, message=msg,
+                       status=record.status, seconds=time.perf_counter() - t0, worker=who)
+
+
+def plan_cells(tasks: Sequence[Task], submissions: Sequence[Submission], config: RunConfig):
+    """The grid's cells as executor jobs, in run order (a task's composites after their
+    members, which they wait for), each with the existing record the driver found for it."""
+    from harness.engine.grid import Job
+
+    jobs = []
+    for task in tasks:
+        ref = TaskRef.of(task)
+        allowed = task.default_submissions
+        chosen = []
+        for sub in submissions:
+            if allowed is not None and not config.all_submissions and sub.name not in allowed:
+                log.info("%s on %s: not in the task's default submissions %s, skipped (use --all-submissions)",
+                         sub.name, ref.name, list(allowed))
+                continue
+            chosen.append(sub)
+        names = {s.name for s in chosen}
+        members = {s.name: [m for m in composite_members(s) if m in names] for s in chosen}
+        chosen.sort(key=lambda s: bool(members[s.name]))  # stable: composites last, else the given order
+        index: dict[str, int] = {}
+        for sub in chosen:
+            path = Path(config.results_dir) / ref.name / ref.model_label / f"{sub.name}.json"
+            old = None
+            if path.exists() and not config.force:
+                try:
+                    rec = ResultRecord.read(path)
+                    old = {"run_key": rec.run_key, "status": rec.status,
+                           "run_spec": rec.run_spec.model_dump(mode="json") if rec.run_spec else None}
+                except Exception as e:  # noqa: BLE001 - an unreadable old record is replaced, and said so
+                    log.warning("replacing unreadable result %s: %s", path, e)
+            job = Job(len(jobs), f"{sub.name} on {ref.name}", (ref, sub, config, str(path), old),
+                      tuple(index[m] for m in members[sub.name]), local=task)
+            index[sub.name] = job.index
+            jobs.append(job)
+    return jobs
+
+
 def run_grid(tasks: Sequence[Task], submissions: Sequence[Submission], config: RunConfig, jobs: int = 1,
              executor: str = "local", ray_address: str | None = None) -> RunSummary:
-    """Run every (task, submission) cell (:mod:`harness.engine.grid`): serially in this process
-    (``jobs=1``), in ``jobs`` local worker processes, or as Ray tasks (``executor="ray"``)."""
+    """Run every (task, submission) cell: serially in this process (``jobs=1``), in ``jobs``
+    local worker processes, or as Ray tasks (``executor="ray"``; :mod:`harness.engine.grid`).
+    Only this process writes records and attribution chunks; a killed run resumes."""
     import torch
 
     from harness.core.submission import check_unique_names
-    from harness.engine import grid
+    from harness.engine.grid import run_jobs
 
     check_unique_names(submissions)  # one name = one result file: refuse before any work, not overwrite
+    summary = RunSummary()
     default_threads = torch.get_num_threads()
     try:
-        cells = grid.plan_cells(tasks, submissions, config)
-        return grid.run_cells(cells, config, jobs=jobs, executor=executor, ray_address=ray_address)
+        cells = plan_cells(tasks, submissions, config)
+
+        def serial(job):
+            ref, sub, cfg, path, old = job.args
+            return run_cell(job.local, ref, sub, cfg, Path(path), old, False)
+
+        def take(job, outcome):
+            _take_outcome(outcome, config, summary, job, len(cells))
+
+        import logging as _logging
+
+        run_jobs(cells, serial=serial, worker=_cell_in_worker, take=take, jobs=jobs, executor=executor,
+                 ray_address=ray_address, initializer=_init_cell_worker,
+                 initargs=(max(1, int(jobs)), _logging.getLogger().getEffectiveLevel()))
+        return summary
     finally:
+        _CONTEXTS.clear()
         torch.set_num_threads(default_threads)
         if config.isolation == "process":
             from harness.sandbox.isolation import close_spares
 
             close_spares()
+
+
+def _take_outcome(outcome: CellOutcome, config: RunConfig, summary: RunSummary, job, total: int) -> None:
+    """Write a cell's outcome (the driver only) and log its progress line."""
+    import os
+
+    from harness.engine.records import write_text_atomic
+
+    where = f"[{job.index + 1}/{total}] {outcome.submission} on {outcome.task}"
+    if outcome.kind == "task-failed":
+        summary.task_failures.setdefault(outcome.task, outcome.message)
+        log.info("%s: not run, %s", where, outcome.message)
+        return
+    path = Path(outcome.path)
+    if outcome.kind == "skipped":
+        summary.skipped.append(path)
+        log.info("%s: up to date, skipped", where)
+        return
+    root = Path(config.cache_dir).resolve()
+    for rel, text in outcome.chunks.items():
+        target = (root / rel).resolve()
+        if root not in target.parents:  # the worker's paths are relative to the cache folder
+            raise RuntimeError(f"a cell returned a chunk outside the cache folder: {rel}")
+        write_text_atomic(target, text)
+    write_text_atomic(path, outcome.record)
+    summary.written.append(path)
+    if outcome.status == "error":
+        summary.errors.append(outcome.message)
+        log.info("%s: failed (%.1fs): %s", where, outcome.seconds, outcome.message)
+    else:
+        log.info("%s: %s (%.1fs%s)", where, outcome.message, outcome.seconds,
+                 f", {outcome.worker}" if outcome.worker and outcome.worker != f"pid {os.getpid()}" else "")
+
+
+def _init_cell_worker(share: int, level: int) -> None:
+    """A grid worker process (local or Ray): share the cores, log like the driver, close its
+    spare sandboxed workers when it exits."""
+    import logging as _logging
+    import multiprocessing.util
+    import os
+
+    global _THREAD_SHARE
+    _THREAD_SHARE = share
+    if not _logging.getLogger().handlers:
+        _logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s [w{os.getpid()}] %(name)s: %(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    def close():
+        from harness.sandbox.isolation import close_spares
+
+        close_spares()
+
+    multiprocessing.util.Finalize(None, close, exitpriority=10)
+
+
+def _cell_in_worker(ref: TaskRef, sub: Submission, config: RunConfig, path: str, old) -> CellOutcome:
+    return run_cell(None, ref, sub, config, Path(path), old, True)

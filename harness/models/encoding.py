@@ -234,8 +234,12 @@ def _one_token_for_empty_rows(tokenizer, ids, att, tt, special, word_ids):
     return ids, att, tt, special, word_ids
 
 
-def encode(tokenizer, batch_segments: list[Segments], max_length: int, device=None) -> Encoded:
-    """Encode B inputs (1 or 2 segments each, all with the same count) into a padded batch."""
+def encode(tokenizer, batch_segments: list[Segments], max_length: int, device=None, memo: bool = True) -> Encoded:
+    """Encode B inputs (1 or 2 segments each, all with the same count) into a padded batch.
+
+    Encode once (:mod:`harness.models.pieces`): an input whose words (and template) the
+    tokenizer has already encoded in this process is composed from those pieces; only the
+    others are tokenized, in one call, and learned from.  ``memo=False``: tokenize everything."""
     if not batch_segments:
         raise ValueError("cannot encode an empty batch")
     n_seg = len(batch_segments[0])
@@ -243,6 +247,59 @@ def encode(tokenizer, batch_segments: list[Segments], max_length: int, device=No
         raise ValueError("all inputs of a batch must have the same number of segments")
     if n_seg not in (1, 2):
         raise ValueError(f"inputs must have 1 or 2 segments, got {n_seg}")
+    from harness.models.pieces import memo_for
+
+    pm = memo_for(tokenizer) if memo else None
+    if pm is None:
+        return _to(_tokenize_batch(tokenizer, list(batch_segments), max_length, n_seg), device)
+    rows = [pm.compose(segs, max_length) for segs in batch_segments]
+    todo = [i for i, r in enumerate(rows) if r is None]
+    fitted, truncated = list(batch_segments), [False] * len(batch_segments)
+    pm.composed += len(rows) - len(todo)
+    pm.tokenized += len(todo)
+    if todo:
+        enc = _tokenize_batch(tokenizer, [batch_segments[i] for i in todo], max_length, n_seg)
+        types_t = enc.token_type_ids
+        for b, i in enumerate(todo):
+            L = int(enc.attention_mask[b].sum())
+            ids = enc.input_ids[b, :L].tolist()
+            types = types_t[b, :L].tolist() if types_t is not None else [0] * L
+            special = enc.special_tokens_mask[b, :L].long().tolist()
+            wids = enc.word_ids[b][:L]
+            rows[i] = (ids, types, special, wids)
+            fitted[i], truncated[i] = enc.segments[b], enc.truncated[b]
+            offsets = [0]
+            for sg in fitted[i][:-1]:
+                offsets.append(offsets[-1] + len(sg))
+            seqs = [None if w is None else max(k for k, o in enumerate(offsets) if o <= w) for w in wids]
+            local = [None if w is None else w - offsets[sq] for w, sq in zip(wids, seqs)]
+            if not (L == 1 and special[0] and not any(len(sg) for sg in fitted[i])):  # not the filler of an empty input
+                pm.learn(fitted[i], ids, types, local, seqs)
+    T = max(len(r[0]) for r in rows)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad_type = getattr(tokenizer, "pad_token_type_id", 0) or 0
+    ids = torch.tensor([r[0] + [pad_id] * (T - len(r[0])) for r in rows], dtype=torch.long)
+    att = torch.tensor([[1] * len(r[0]) + [0] * (T - len(r[0])) for r in rows], dtype=torch.long)
+    special = torch.tensor([r[2] + [1] * (T - len(r[0])) for r in rows], dtype=torch.long).bool()
+    tt = (torch.tensor([r[1] + [pad_type] * (T - len(r[0])) for r in rows], dtype=torch.long)
+          if uses_token_types(tokenizer) else None)
+    word_ids = [list(r[3]) + [None] * (T - len(r[0])) for r in rows]
+    return _to(Encoded(input_ids=ids, attention_mask=att, token_type_ids=tt, special_tokens_mask=special,
+                       word_ids=word_ids, segments=fitted, truncated=truncated), device)
+
+
+def _to(enc: Encoded, device) -> Encoded:
+    dev = device or torch.device("cpu")
+    if dev.type == "cpu" and enc.input_ids.device.type == "cpu":
+        return enc
+    return Encoded(input_ids=enc.input_ids.to(dev), attention_mask=enc.attention_mask.to(dev),
+                   token_type_ids=enc.token_type_ids.to(dev) if enc.token_type_ids is not None else None,
+                   special_tokens_mask=enc.special_tokens_mask.to(dev), word_ids=enc.word_ids,
+                   segments=enc.segments, truncated=enc.truncated)
+
+
+def _tokenize_batch(tokenizer, batch_segments: list[Segments], max_length: int, n_seg: int) -> Encoded:
+    """The tokenizer's own encoding of a batch, with the truncation policy (on the CPU)."""
     fitted, truncated = list(batch_segments), [False] * len(batch_segments)
 
     fast = _backend(tokenizer)
@@ -288,13 +345,5 @@ def encode(tokenizer, batch_segments: list[Segments], max_length: int, device=No
     special = enc["special_tokens_mask"].bool() | (att == 0)
     if (att.sum(1) == 0).any():  # an input with no words and no special tokens (GPT-2 adds none)
         ids, att, tt, special, word_ids = _one_token_for_empty_rows(tokenizer, ids, att, tt, special, word_ids)
-    dev = device or torch.device("cpu")
-    return Encoded(
-        input_ids=ids.to(dev),
-        attention_mask=att.to(dev),
-        token_type_ids=tt.to(dev) if tt is not None else None,
-        special_tokens_mask=special.to(dev),
-        word_ids=word_ids,
-        segments=fitted,
-        truncated=truncated,
-    )
+    return Encoded(input_ids=ids, attention_mask=att, token_type_ids=tt, special_tokens_mask=special,
+                   word_ids=word_ids, segments=fitted, truncated=truncated)

@@ -1,0 +1,163 @@
+"""Encode once: perturbed inputs built from the word pieces already seen, without the tokenizer.
+
+Every removal metric, LOO, LIME/SHAP coalition, masked-LM fill and fragility candidate is a
+word list made from words the run has already tokenized. A fast tokenizer encodes
+pre-tokenized input (``is_split_into_words=True``) word by word: each word is normalised,
+pre-tokenized and split into pieces on its own. The special tokens come from the tokenizer's
+template. So the encoding of a perturbed word list is the template filled with the pieces of
+its words.
+
+:class:`PieceMemo` (one per tokenizer object) learns from every real tokenizer call:
+
+- each word's piece ids, separately for a word that starts segment k and one that does not
+  (byte-level BPE and SentencePiece tokenizers can treat a segment's first word differently);
+- the segment template: special ids and token types around the segments.
+
+It composes an input only when every word of it (in its position class) and its template are
+known. Anything else goes through the tokenizer and is learned:
+
+- a new word, e.g. a masked-LM fill never seen before;
+- a row that would exceed ``max_length`` (the truncation policy then applies);
+- a row that would encode to nothing.
+
+Exactness is checked, not assumed:
+
+- the memo switches itself off for a tokenizer if the tokenizer ever gives one word (in one
+  position class) two different piece sequences, or one template two shapes;
+- ``tests/test_encode_once.py`` compares composed batches with the tokenizer's own for
+  WordPiece, byte-level BPE and Unigram (SentencePiece) tokenizers of every family, and the hub
+  tokenizer classes, on deletions, replacements and pairs.
+
+A tokenizer whose vocabulary size changes (tokens added) starts a fresh memo.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from typing import Sequence
+
+from harness.protocols import Segments
+
+#: set ATTRIBOARD_ENCODE_MEMO=0 to tokenize every input (for comparisons)
+ENABLED = os.environ.get("ATTRIBOARD_ENCODE_MEMO", "1") != "0"
+#: words kept per tokenizer before the memo is cleared (bounds its memory)
+MAX_WORDS = 200_000
+
+_MEMOS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+class PieceMemo:
+    """Word pieces and templates of one tokenizer (see the module doc)."""
+
+    def __init__(self, vocab_size: int) -> None:
+        self.vocab_size = vocab_size
+        self.pieces: dict[tuple[str, int], tuple[int, ...]] = {}
+        """(word, position class) -> piece ids; class 0: not first in its segment, 1 + k: first of segment k."""
+        self.templates: dict[int, tuple] = {}
+        """n_seg -> tuple of items: ``("s", id, type)`` a special token, ``("w", k, type)`` segment k's words."""
+        self.disabled: str | None = None
+        self.composed = 0
+        self.tokenized = 0
+
+    # -- learning from a real tokenizer call -------------------------------------------------
+    def learn(self, row_segments: Segments, ids: Sequence[int], types: Sequence[int], wids: Sequence[int | None],
+              seqs: Sequence[int | None]) -> None:
+        """Learn from one real encoded row: ``ids``/``types`` of its L tokens, ``wids`` (word index
+        within its segment, None for a special) and ``seqs`` (segment index, None for a special)."""
+        if self.disabled:
+            return
+        n_seg = len(row_segments)
+        by_word: dict[tuple[int, int], list[int]] = {}
+        template: list[tuple] = []
+        seg_type: dict[int, int] = {}
+        for t, (i, ty, w, sq) in enumerate(zip(ids, types, wids, seqs)):
+            if w is None or sq is None:
+                template.append(("s", int(i), int(ty)))
+                continue
+            by_word.setdefault((sq, w), []).append(int(i))
+            if seg_type.setdefault(sq, int(ty)) != int(ty):
+                return self._disable(f"segment {sq} has tokens of two types")
+            if not template or template[-1][:2] != ("w", sq):
+                if any(x[:2] == ("w", sq) for x in template):  # a segment's words not contiguous
+                    return self._disable("a segment's tokens are not contiguous")
+                template.append(("w", sq, int(ty)))
+        for k, seg in enumerate(row_segments):
+            for j, word in enumerate(seg):
+                key = (word, 0 if j else 1 + k)
+                got = tuple(by_word.get((k, j), ()))
+                old = self.pieces.get(key)
+                if old is None:
+                    if len(self.pieces) >= MAX_WORDS:
+                        self.pieces.clear()
+                    self.pieces[key] = got
+                elif old != got:
+                    return self._disable(f"word {word!r} tokenized two ways: {list(old)} and {list(got)}")
+        if sum(1 for x in template if x[0] == "w") == n_seg:  # every segment has tokens: the full template
+            tpl = tuple(template)
+            old = self.templates.get(n_seg)
+            if old is None:
+                self.templates[n_seg] = tpl
+            elif old != tpl:
+                return self._disable(f"two templates for {n_seg}-segment inputs")
+
+    def _disable(self, why: str) -> None:
+        self.disabled = why
+        self.pieces.clear()
+        self.templates.clear()
+
+    # -- composing ---------------------------------------------------------------------------
+    def compose(self, row_segments: Segments, max_length: int):
+        """``(ids, types, special, word_ids)`` of one input from the memo (word ids counted over
+        all segments, as :func:`harness.models.encoding.encode` gives them), or None when a word
+        or the template is unknown, or the row would need truncation or be empty."""
+        if self.disabled:
+            return None
+        tpl = self.templates.get(len(row_segments))
+        if tpl is None:
+            return None
+        offsets, total = [], 0
+        for seg in row_segments:
+            offsets.append(total)
+            total += len(seg)
+        ids: list[int] = []
+        types: list[int] = []
+        special: list[int] = []
+        wids: list[int | None] = []
+        pieces = self.pieces
+        for item in tpl:
+            if item[0] == "s":
+                ids.append(item[1])
+                types.append(item[2])
+                special.append(1)
+                wids.append(None)
+                continue
+            k, ty = item[1], item[2]
+            base = offsets[k]
+            for j, word in enumerate(row_segments[k]):
+                p = pieces.get((word, 0 if j else 1 + k))
+                if p is None:
+                    return None
+                ids.extend(p)
+                n = len(p)
+                types.extend([ty] * n)
+                special.extend([0] * n)
+                wids.extend([base + j] * n)
+        if not ids or len(ids) > max_length:
+            return None
+        return ids, types, special, wids
+
+
+def memo_for(tokenizer) -> PieceMemo | None:
+    """The tokenizer's memo (None when encode-once is off or the tokenizer cannot be keyed)."""
+    if not ENABLED:
+        return None
+    try:
+        size = len(tokenizer)
+        memo = _MEMOS.get(tokenizer)
+        if memo is None or memo.vocab_size != size:
+            memo = PieceMemo(size)
+            _MEMOS[tokenizer] = memo
+        return memo
+    except TypeError:  # not weak-referenceable
+        return None
