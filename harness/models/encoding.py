@@ -275,14 +275,24 @@ def encode(tokenizer, batch_segments: list[Segments], max_length: int, device=No
             local = [None if w is None else w - offsets[sq] for w, sq in zip(wids, seqs)]
             if not (L == 1 and special[0] and not any(len(sg) for sg in fitted[i])):  # not the filler of an empty input
                 pm.learn(fitted[i], ids, types, local, seqs)
-    T = max(len(r[0]) for r in rows)
+    import numpy as np
+    from itertools import chain
+
+    lens = np.fromiter((len(r[0]) for r in rows), dtype=np.int64, count=len(rows))
+    T, total = int(lens.max()), int(lens.sum())
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     pad_type = getattr(tokenizer, "pad_token_type_id", 0) or 0
-    ids = torch.tensor([r[0] + [pad_id] * (T - len(r[0])) for r in rows], dtype=torch.long)
-    att = torch.tensor([[1] * len(r[0]) + [0] * (T - len(r[0])) for r in rows], dtype=torch.long)
-    special = torch.tensor([r[2] + [1] * (T - len(r[0])) for r in rows], dtype=torch.long).bool()
-    tt = (torch.tensor([r[1] + [pad_type] * (T - len(r[0])) for r in rows], dtype=torch.long)
-          if uses_token_types(tokenizer) else None)
+    real = np.arange(T)[None, :] < lens[:, None]  # right padding: each row's tokens are a prefix
+
+    def padded(k: int, fill: int) -> torch.Tensor:
+        out = np.full((len(rows), T), fill, dtype=np.int64)
+        out[real] = np.fromiter(chain.from_iterable(r[k] for r in rows), dtype=np.int64, count=total)
+        return torch.from_numpy(out)
+
+    ids = padded(0, pad_id)
+    att = torch.from_numpy(real.astype(np.int64))
+    special = padded(2, 1).bool()
+    tt = padded(1, pad_type) if uses_token_types(tokenizer) else None
     word_ids = [list(r[3]) + [None] * (T - len(r[0])) for r in rows]
     return _to(Encoded(input_ids=ids, attention_mask=att, token_type_ids=tt, special_tokens_mask=special,
                        word_ids=word_ids, segments=fitted, truncated=truncated), device)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import os
 import weakref
+from itertools import chain
 from typing import Sequence
 
 from harness.protocols import Segments
@@ -116,15 +117,16 @@ class PieceMemo:
         tpl = self.templates.get(len(row_segments))
         if tpl is None:
             return None
-        offsets, total = [], 0
-        for seg in row_segments:
-            offsets.append(total)
-            total += len(seg)
         ids: list[int] = []
         types: list[int] = []
         special: list[int] = []
         wids: list[int | None] = []
-        pieces = self.pieces
+        get = self.pieces.get
+        base = 0
+        bases = []
+        for seg in row_segments:
+            bases.append(base)
+            base += len(seg)
         for item in tpl:
             if item[0] == "s":
                 ids.append(item[1])
@@ -133,16 +135,20 @@ class PieceMemo:
                 wids.append(None)
                 continue
             k, ty = item[1], item[2]
-            base = offsets[k]
-            for j, word in enumerate(row_segments[k]):
-                p = pieces.get((word, 0 if j else 1 + k))
-                if p is None:
-                    return None
-                ids.extend(p)
-                n = len(p)
-                types.extend([ty] * n)
-                special.extend([0] * n)
-                wids.extend([base + j] * n)
+            seg = row_segments[k]
+            if not seg:
+                continue
+            ps = [get((seg[0], 1 + k))]
+            ps += [get((w, 0)) for w in seg[1:]]
+            if None in ps:
+                return None
+            flat = list(chain.from_iterable(ps))
+            n = len(flat)
+            ids += flat
+            types += [ty] * n
+            special += [0] * n
+            b = bases[k]
+            wids += [b + j for j, p in enumerate(ps) for _ in p]
         if not ids or len(ids) > max_length:
             return None
         return ids, types, special, wids
