@@ -88,7 +88,7 @@ def _swapped_checkpoint(axis, out: Path) -> Path:
 
     tmp, _ = axis
     folder = next(p for p in (tmp / "c" / "models").iterdir()
-                  if json.loads((p / "attriboard_model.json").read_text())["recipe"]["family"] == "distilbert"
+                  if p.is_dir() and json.loads((p / "attriboard_model.json").read_text())["recipe"]["family"] == "distilbert"
                   and json.loads((p / "attriboard_model.json").read_text())["recipe"]["kind"] == "tiny")
     model = AutoModelForSequenceClassification.from_pretrained(folder)
     with torch.no_grad():
