@@ -3,8 +3,8 @@
 Runs ``attriboard run`` as a user would (sandboxed workers, the default isolation), in a
 subprocess. The reference models and masked LMs are trained once beforehand, into a shared
 cache that every measured run links to. Each measured run gets a fresh attribution cache and
-results folder, so it explains everything. The records of the runs are compared: scores and
-per-example values must be identical.
+results folder, so it explains everything. The records of the runs are compared: run keys,
+scores (timings in their details aside), per-example values and pass counts must be identical.
 
 ``ATTRIBOARD_BENCH_GRID``:
 
@@ -62,11 +62,21 @@ def _fresh_cache(model_cache: Path, dest: Path) -> Path:
     return dest
 
 
+def _untimed(obj):
+    """A record part without its timings (score details such as ``evaluate_seconds``)."""
+    if isinstance(obj, dict):
+        return {k: _untimed(v) for k, v in obj.items() if not str(k).endswith("_seconds")}
+    if isinstance(obj, (list, tuple)):
+        return [_untimed(v) for v in obj]
+    return obj
+
+
 def _records(results: Path) -> dict:
     out = {}
     for p in sorted(results.rglob("*.json")):
         r = json.loads(p.read_text())
-        out[str(p.relative_to(results))] = (r["status"], r.get("scores"), r.get("per_example"))
+        out[str(p.relative_to(results))] = _untimed((r["status"], r.get("run_key"), r.get("scores"),
+                                                     r.get("per_example"), r.get("cost")))
     return out
 
 
