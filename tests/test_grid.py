@@ -161,3 +161,22 @@ def test_ray_executor_gives_the_serial_records(serial, tmp_path):
     for name in SUBS:
         assert _stable(got[name]) == _stable(want[name]), name
     assert not ray.is_initialized()  # the local cluster started for the run is shut down
+
+
+def test_parallel_runs_start_the_longest_known_cells_first():
+    from harness.engine.grid import Job, _schedule, longest_first
+
+    jobs = [Job(0, "a", (), cost=1.0), Job(1, "b", ()), Job(2, "c", (), cost=30.0), Job(3, "d", (), after=(2,), cost=50.0)]
+    assert [j.label for j in longest_first(jobs)] == ["d", "c", "a", "b"]
+    started, taken = [], []
+
+    def submit(job):
+        started.append(job.label)
+        return job.index
+
+    def wait(handles):
+        return [(handles[0], None)]
+
+    _schedule(longest_first(jobs), 2, submit, wait, lambda job, result: taken.append(job.label))
+    assert started[:2] == ["c", "a"]  # d waits for c, however long it is
+    assert sorted(taken) == ["a", "b", "c", "d"] and taken.index("c") < started.index("d")

@@ -45,6 +45,8 @@ class Job:
     """Indices of the jobs this one waits for."""
     local: Any = None
     """Whatever the serial path needs beside ``args`` (e.g. the task object itself)."""
+    cost: float | None = None
+    """Expected seconds (e.g. the previous record's), for longest-first scheduling; None: unknown."""
 
 
 def run_jobs(jobs_list: Sequence[Job], *, serial: Callable[[Job], Any], worker: Callable, take: Callable[[Job, Any], None],
@@ -69,9 +71,17 @@ def run_jobs(jobs_list: Sequence[Job], *, serial: Callable[[Job], Any], worker: 
     else:
         submit, wait, close = _ray_pool(worker, jobs, ray_address, initializer, initargs)
     try:
-        _schedule(list(jobs_list), jobs, submit, wait, take)
+        _schedule(longest_first(jobs_list), jobs, submit, wait, take)
     finally:
         close()
+
+
+def longest_first(jobs_list: Sequence[Job]) -> list[Job]:
+    """Start order of a parallel run: the jobs with the largest expected cost first (the long
+    cells then do not end up alone at the end); jobs of unknown cost after them, in their
+    given order.  Dependencies still hold: a job starts only after those it waits for."""
+    known = sorted((j for j in jobs_list if j.cost is not None), key=lambda j: (-j.cost, j.index))
+    return known + [j for j in jobs_list if j.cost is None]
 
 
 def _schedule(pending: list[Job], jobs: int, submit, wait, take) -> None:
@@ -136,7 +146,8 @@ def _ray_pool(worker, jobs: int, address: str | None, initializer, initargs):
     started = False
     if not ray.is_initialized():
         env = {"env_vars": {"PYTHONPATH": str(REPO_ROOT), "TOKENIZERS_PARALLELISM": "false",
-                            **{k: v for k, v in os.environ.items() if k.startswith(("HF_", "TRANSFORMERS_"))}}}
+                            **{k: v for k, v in os.environ.items()
+                               if k.startswith(("HF_", "TRANSFORMERS_")) or k.endswith("_NUM_THREADS")}}}
         if address:
             ray.init(address=address, runtime_env=env, log_to_driver=True)
         else:

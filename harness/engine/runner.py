@@ -907,9 +907,11 @@ class CellOutcome:
     worker: str = ""
 
 
-#: prepared tasks kept per process (cells come in task order, so two suffice)
+#: prepared tasks kept per process: a parallel run starts the longest cells first, across tasks,
+#: so a worker meets each task several times (the default suite has five tiny models; a task of a
+#: large model costs its weights' memory while kept)
 _CONTEXTS: dict = {}
-_KEEP_CONTEXTS = 2
+_KEEP_CONTEXTS = int(__import__("os").environ.get("ATTRIBOARD_KEEP_TASKS", "6"))
 _THREAD_SHARE = 1
 """Processes running cells side by side on this machine (torch threads are shared out)."""
 
@@ -1006,19 +1008,25 @@ def plan_cells(tasks: Sequence[Task], submissions: Sequence[Submission], config:
         index: dict[str, int] = {}
         for sub in chosen:
             path = Path(config.results_dir) / ref.name / ref.model_label / f"{sub.name}.json"
-            old = None
-            if path.exists() and not config.force:
+            old, cost = None, None
+            if path.exists():
                 try:
                     rec = ResultRecord.read(path)
-                    old = {"run_key": rec.run_key, "status": rec.status,
-                           "run_spec": rec.run_spec.model_dump(mode="json") if rec.run_spec else None}
+                    cost = rec.timing.total_s if rec.timing is not None else None
+                    if not config.force:
+                        old = {"run_key": rec.run_key, "status": rec.status,
+                               "run_spec": rec.run_spec.model_dump(mode="json") if rec.run_spec else None}
                 except Exception as e:  # noqa: BLE001 - an unreadable old record is replaced, and said so
                     log.warning("replacing unreadable result %s: %s", path, e)
             job = Job(len(jobs), f"{sub.name} on {ref.name}", (ref, sub, config, str(path), old),
-                      tuple(index[m] for m in members[sub.name]), local=task)
+                      tuple(index[m] for m in members[sub.name]), local=task, cost=cost)
             index[sub.name] = job.index
             jobs.append(job)
     return jobs
+
+
+#: thread-pool sizes a parallel run sets for its workers (numpy's OpenBLAS reads OMP_NUM_THREADS too)
+_BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def run_grid(tasks: Sequence[Task], submissions: Sequence[Submission], config: RunConfig, jobs: int = 1,
@@ -1026,6 +1034,8 @@ def run_grid(tasks: Sequence[Task], submissions: Sequence[Submission], config: R
     """Run every (task, submission) cell: serially in this process (``jobs=1``), in ``jobs``
     local worker processes, or as Ray tasks (``executor="ray"``; :mod:`harness.engine.grid`).
     Only this process writes records and attribution chunks; a killed run resumes."""
+    import os
+
     import torch
 
     from harness.core.submission import check_unique_names
@@ -1034,6 +1044,10 @@ def run_grid(tasks: Sequence[Task], submissions: Sequence[Submission], config: R
     check_unique_names(submissions)  # one name = one result file: refuse before any work, not overwrite
     summary = RunSummary()
     default_threads = torch.get_num_threads()
+    saved_env = {k: os.environ.get(k) for k in _BLAS_THREAD_VARS}
+    if int(jobs) > 1:  # the workers' (and their sandboxed workers') BLAS / OpenMP pools share the cores too
+        for k in _BLAS_THREAD_VARS:
+            os.environ.setdefault(k, str(max(1, (os.cpu_count() or 1) // int(jobs))))
     try:
         cells = plan_cells(tasks, submissions, config)
 
@@ -1051,6 +1065,11 @@ def run_grid(tasks: Sequence[Task], submissions: Sequence[Submission], config: R
                  initargs=(max(1, int(jobs)), _logging.getLogger().getEffectiveLevel()))
         return summary
     finally:
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
         _CONTEXTS.clear()
         torch.set_num_threads(default_threads)
         if config.isolation == "process":
