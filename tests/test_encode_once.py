@@ -12,7 +12,7 @@ from harness.models import pieces
 from harness.models.encoding import encode
 from harness.testing import tiny_family_model, tiny_texts
 
-from test_families import ALIGN_PAIRS, ALIGN_ROWS, FAMILIES
+from test_families import ALIGN_PAIRS, ALIGN_ROWS, FAMILIES, HUB_TOKENIZERS, hub_tokenizer
 
 WORDS = " ".join(tiny_texts()).split()
 
@@ -74,26 +74,9 @@ def test_composed_equals_tokenized_on_every_family(family):
     assert m1.composed > m1.tokenized  # composed rows outnumber tokenized ones
 
 
-@pytest.mark.parametrize("cls_name", ["BertTokenizerFast", "RobertaTokenizerFast", "GPT2TokenizerFast",
-                                      "DebertaV2TokenizerFast", "XLMRobertaTokenizerFast", "AlbertTokenizerFast",
-                                      "LlamaTokenizerFast"])
+@pytest.mark.parametrize("cls_name", HUB_TOKENIZERS)
 def test_composed_equals_tokenized_with_the_hub_tokenizer_classes(cls_name, tmp_path):
-    import transformers
-
-    from harness.models.reference import load_tokenizer
-    from harness.models.tokenizers import train_tokenizer
-
-    kind = {"BertTokenizerFast": "wordpiece", "RobertaTokenizerFast": "bpe", "GPT2TokenizerFast": "bpe"}.get(
-        cls_name, "unigram")
-    template = {"BertTokenizerFast": "bert", "RobertaTokenizerFast": "roberta", "GPT2TokenizerFast": "gpt2",
-                "LlamaTokenizerFast": "llama", "XLMRobertaTokenizerFast": "roberta"}.get(cls_name, "bert")
-    base = train_tokenizer(kind, tiny_texts() * 5, template, 150)
-    specials = {k: getattr(base, k) for k in ("pad_token", "unk_token", "cls_token", "sep_token", "mask_token",
-                                                "bos_token", "eos_token") if getattr(base, k, None)}
-    extra = {"add_prefix_space": False} if kind == "bpe" else {}
-    getattr(transformers, cls_name)(tokenizer_object=base.backend_tokenizer, **specials, **extra).save_pretrained(
-        tmp_path / "tok")
-    tok = load_tokenizer(tmp_path / "tok")
+    tok = hub_tokenizer(cls_name, tmp_path)
     _check(tok, ALIGN_ROWS + [(tuple(WORDS[i:i + 12]),) for i in range(0, 96, 12)])
     _check(tok, ALIGN_PAIRS)
 

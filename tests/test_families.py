@@ -81,18 +81,19 @@ def test_word_alignment_equals_the_tokenizer_on_every_family(family):
                 assert spelled == (norm.normalize_str(w) if norm is not None else w), (family, w, spelled)
 
 
-@pytest.mark.parametrize("cls_name", ["BertTokenizerFast", "RobertaTokenizerFast", "GPT2TokenizerFast",
-                                      "DebertaV2TokenizerFast", "XLMRobertaTokenizerFast", "AlbertTokenizerFast",
-                                      "LlamaTokenizerFast"])
-def test_alignment_with_the_hub_tokenizer_classes(cls_name, tmp_path):
-    """The families' own tokenizer classes (as a hub checkpoint loads them), saved and reloaded
-    through :func:`harness.models.reference.load_tokenizer`: the harness's encoding equals the
-    tokenizer's own call, and every word keeps its word-start marker."""
+#: the families' own hub tokenizer classes
+HUB_TOKENIZERS = ["BertTokenizerFast", "RobertaTokenizerFast", "GPT2TokenizerFast", "DebertaV2TokenizerFast",
+                  "XLMRobertaTokenizerFast", "AlbertTokenizerFast", "LlamaTokenizerFast"]
+
+
+def hub_tokenizer(cls_name: str, tmp_path):
+    """A tokenizer trained in memory, wrapped in the hub class ``cls_name`` (byte-level BPE
+    without ``add_prefix_space``, as a hub checkpoint ships it), saved and reloaded through
+    :func:`harness.models.reference.load_tokenizer`."""
     import transformers
 
-    from harness.models.encoding import encode
     from harness.models.reference import load_tokenizer
-    from harness.models.tokenizers import subword_policy, train_tokenizer
+    from harness.models.tokenizers import train_tokenizer
     from harness.testing import tiny_texts
 
     kind = {"BertTokenizerFast": "wordpiece", "RobertaTokenizerFast": "bpe", "GPT2TokenizerFast": "bpe"}.get(
@@ -105,7 +106,18 @@ def test_alignment_with_the_hub_tokenizer_classes(cls_name, tmp_path):
     extra = {"add_prefix_space": False} if kind == "bpe" else {}
     tok = getattr(transformers, cls_name)(tokenizer_object=base.backend_tokenizer, **specials, **extra)
     tok.save_pretrained(tmp_path / "tok")
-    loaded = load_tokenizer(tmp_path / "tok")
+    return load_tokenizer(tmp_path / "tok")
+
+
+@pytest.mark.parametrize("cls_name", HUB_TOKENIZERS)
+def test_alignment_with_the_hub_tokenizer_classes(cls_name, tmp_path):
+    """The families' own tokenizer classes (as a hub checkpoint loads them), saved and reloaded
+    through :func:`harness.models.reference.load_tokenizer`: the harness's encoding equals the
+    tokenizer's own call, and every word keeps its word-start marker."""
+    from harness.models.encoding import encode
+    from harness.models.tokenizers import subword_policy
+
+    loaded = hub_tokenizer(cls_name, tmp_path)
     policy = subword_policy(loaded)
     for rows in (ALIGN_ROWS, ALIGN_PAIRS):
         enc, own = encode(loaded, rows, 64), _own_call(loaded, rows)

@@ -16,6 +16,7 @@ import functools
 import hashlib
 import json
 import logging
+import os
 import sys
 import time
 import traceback
@@ -256,7 +257,12 @@ def _isolation_spec(config: RunConfig) -> dict[str, Any]:
 
 
 def result_path(config: RunConfig, ctx: TaskContext, sub: Submission) -> Path:
-    return Path(config.results_dir) / ctx.task.spec.name / ctx.ref.bundle.name / f"{sub.name}.json"
+    return _result_file(config, ctx.task.spec.name, ctx.ref.bundle.name, sub.name)
+
+
+def _result_file(config: RunConfig, task: str, model: str, submission: str) -> Path:
+    """Where a record lives: ``results/<task>/<model label>/<submission>.json``."""
+    return Path(config.results_dir) / task / model / f"{submission}.json"
 
 
 def _worker_error(exc: BaseException):
@@ -462,16 +468,18 @@ def _chunk_key(run_key: str, examples) -> str:
     return _h({"run": run_key, "ids": [e.id for e in examples], "segments": [e.segments for e in examples]})
 
 
-def composite_members(sub: Submission) -> list[str]:
+def composite_members(sub: Submission, builtins=None) -> list[str]:
     """The members of a built-in composite submission (an ensemble of built-ins, which the
     grid runs after its members and composes from their cached maps); [] for any other
-    submission -- a stranger's folder declaring ``members`` is never composed by the harness."""
+    submission -- a stranger's folder declaring ``members`` is never composed by the harness.
+    ``builtins``: the registry of :func:`harness.core.submission.discover` (found when None)."""
     members = sub.params.get("members")
     if not isinstance(members, (list, tuple)) or not members or sub.params.get("member_params"):
         return []
-    from harness.core.submission import discover
+    if builtins is None:
+        from harness.core.submission import discover
 
-    builtins = discover()
+        builtins = discover()
     if sub.name not in builtins:
         return []
     b = builtins.get(sub.name)
@@ -491,12 +499,15 @@ def composite_members(sub: Submission) -> list[str]:
 def _composable_members(sub: Submission, ctx: TaskContext, config: RunConfig) -> list[tuple[Submission, str]]:
     """``(member, member run key)`` when ``sub``'s chunks can be composed from its members'
     (:func:`composite_members`, the run's word aggregation equal to the ensemble's), else []."""
-    names = composite_members(sub)
-    if not names or config.force or config.aggregation != sub.params.get("aggregation", "absmax"):
-        return []  # --force recomputes: the composite then runs its members itself
+    if (not sub.params.get("members") or config.force
+            or config.aggregation != sub.params.get("aggregation", "absmax")):
+        return []  # not a composite; or --force, which recomputes: the composite then runs its members itself
     from harness.core.submission import discover
 
     builtins = discover()
+    names = composite_members(sub, builtins)
+    if not names:
+        return []
     return [(builtins.get(m), run_spec(builtins.get(m), ctx, config).key()) for m in names]
 
 
@@ -837,8 +848,6 @@ def apply_threads(task: Task, config: RunConfig, share: int = 1) -> int:
     """Set torch's intra-op thread count for ``task`` (see :attr:`RunConfig.threads`); returns it.
     ``share``: processes running cells side by side (``--jobs``): torch's default becomes
     cores // share, so that they do not oversubscribe the cores."""
-    import os
-
     import torch
 
     want = config.threads
@@ -911,7 +920,7 @@ class CellOutcome:
 #: so a worker meets each task several times (the default suite has five tiny models; a task of a
 #: large model costs its weights' memory while kept)
 _CONTEXTS: dict = {}
-_KEEP_CONTEXTS = int(__import__("os").environ.get("ATTRIBOARD_KEEP_TASKS", "6"))
+_KEEP_CONTEXTS = int(os.environ.get("ATTRIBOARD_KEEP_TASKS", "6"))
 _THREAD_SHARE = 1
 """Processes running cells side by side on this machine (torch threads are shared out)."""
 
@@ -922,6 +931,8 @@ def _cell_context(task: Task | None, ref: TaskRef, config: RunConfig):
     if ref.key in _CONTEXTS:
         ctx = _CONTEXTS.pop(ref.key)
         _CONTEXTS[ref.key] = ctx  # most recently used last
+        if not isinstance(ctx, Exception):  # another task's cell may have set other threads since
+            apply_threads(ctx.task, config, share=_THREAD_SHARE)
     else:
         while len(_CONTEXTS) >= _KEEP_CONTEXTS:
             _CONTEXTS.pop(next(iter(_CONTEXTS)))
@@ -939,7 +950,6 @@ def _cell_context(task: Task | None, ref: TaskRef, config: RunConfig):
         _CONTEXTS[ref.key] = ctx
     if isinstance(ctx, Exception):
         return None, str(ctx)
-    apply_threads(ctx.task, config, share=_THREAD_SHARE)
     return ctx, ""
 
 
@@ -949,8 +959,6 @@ def run_cell(task: Task | None, ref: TaskRef, sub: Submission, config: RunConfig
     ``ok`` record of the same run spec, else run the submission and return its record's JSON
     (and, with ``defer_chunks``, its new attribution chunks instead of writing them).  A
     submission's or a task's failure is an outcome, never an exception."""
-    import os
-
     t0 = time.perf_counter()
     who = f"pid {os.getpid()}"
     ctx, failure = _cell_context(task, ref, config)
@@ -989,8 +997,10 @@ def run_cell(task: Task | None, ref: TaskRef, sub: Submission, config: RunConfig
 def plan_cells(tasks: Sequence[Task], submissions: Sequence[Submission], config: RunConfig):
     """The grid's cells as executor jobs, in run order (a task's composites after their
     members, which they wait for), each with the existing record the driver found for it."""
+    from harness.core.submission import discover
     from harness.engine.grid import Job
 
+    builtins = discover() if any(s.params.get("members") for s in submissions) else None
     jobs = []
     for task in tasks:
         ref = TaskRef.of(task)
@@ -1003,11 +1013,11 @@ def plan_cells(tasks: Sequence[Task], submissions: Sequence[Submission], config:
                 continue
             chosen.append(sub)
         names = {s.name for s in chosen}
-        members = {s.name: [m for m in composite_members(s) if m in names] for s in chosen}
+        members = {s.name: [m for m in composite_members(s, builtins) if m in names] for s in chosen}
         chosen.sort(key=lambda s: bool(members[s.name]))  # stable: composites last, else the given order
         index: dict[str, int] = {}
         for sub in chosen:
-            path = Path(config.results_dir) / ref.name / ref.model_label / f"{sub.name}.json"
+            path = _result_file(config, ref.name, ref.model_label, sub.name)
             old, cost = None, None
             if path.exists():
                 try:
@@ -1034,8 +1044,6 @@ def run_grid(tasks: Sequence[Task], submissions: Sequence[Submission], config: R
     """Run every (task, submission) cell: serially in this process (``jobs=1``), in ``jobs``
     local worker processes, or as Ray tasks (``executor="ray"``; :mod:`harness.engine.grid`).
     Only this process writes records and attribution chunks; a killed run resumes."""
-    import os
-
     import torch
 
     from harness.core.submission import check_unique_names
@@ -1058,11 +1066,9 @@ def run_grid(tasks: Sequence[Task], submissions: Sequence[Submission], config: R
         def take(job, outcome):
             _take_outcome(outcome, config, summary, job, len(cells))
 
-        import logging as _logging
-
         run_jobs(cells, serial=serial, worker=_cell_in_worker, take=take, jobs=jobs, executor=executor,
                  ray_address=ray_address, initializer=_init_cell_worker,
-                 initargs=(max(1, int(jobs)), _logging.getLogger().getEffectiveLevel()))
+                 initargs=(max(1, int(jobs)), logging.getLogger().getEffectiveLevel()))
         return summary
     finally:
         for k, v in saved_env.items():
@@ -1080,8 +1086,6 @@ def run_grid(tasks: Sequence[Task], submissions: Sequence[Submission], config: R
 
 def _take_outcome(outcome: CellOutcome, config: RunConfig, summary: RunSummary, job, total: int) -> None:
     """Write a cell's outcome (the driver only) and log its progress line."""
-    import os
-
     from harness.engine.records import write_text_atomic
 
     where = f"[{job.index + 1}/{total}] {outcome.submission} on {outcome.task}"
@@ -1113,14 +1117,12 @@ def _take_outcome(outcome: CellOutcome, config: RunConfig, summary: RunSummary, 
 def _init_cell_worker(share: int, level: int) -> None:
     """A grid worker process (local or Ray): share the cores, log like the driver, close its
     spare sandboxed workers when it exits."""
-    import logging as _logging
     import multiprocessing.util
-    import os
 
     global _THREAD_SHARE
     _THREAD_SHARE = share
-    if not _logging.getLogger().handlers:
-        _logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s [w{os.getpid()}] %(name)s: %(message)s")
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s [w{os.getpid()}] %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
     def close():

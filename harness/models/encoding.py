@@ -14,7 +14,9 @@ building inputs that keep those words (see ``tasks.planted_sst.task``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 
+import numpy as np
 import torch
 
 from harness.protocols import Segments
@@ -273,11 +275,7 @@ def encode(tokenizer, batch_segments: list[Segments], max_length: int, device=No
                 offsets.append(offsets[-1] + len(sg))
             seqs = [None if w is None else max(k for k, o in enumerate(offsets) if o <= w) for w in wids]
             local = [None if w is None else w - offsets[sq] for w, sq in zip(wids, seqs)]
-            if not (L == 1 and special[0] and not any(len(sg) for sg in fitted[i])):  # not the filler of an empty input
-                pm.learn(fitted[i], ids, types, local, seqs)
-    import numpy as np
-    from itertools import chain
-
+            pm.learn(fitted[i], ids, types, local, seqs)  # (an empty input's filler token teaches nothing)
     lens = np.fromiter((len(r[0]) for r in rows), dtype=np.int64, count=len(rows))
     T, total = int(lens.max()), int(lens.sum())
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0

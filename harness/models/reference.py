@@ -409,6 +409,27 @@ def _accuracy(bundle, rows: Sequence[tuple[Segments, int]]) -> float:
     return float((probs.argmax(-1) == labels).mean())
 
 
+#: the meta file of a cached reference model (its presence marks the entry complete)
+MODEL_META = "attriboard_model.json"
+
+
+def _score_and_save(model, tokenizer, recipe: ModelRecipe, num_labels: int, dev, path: Path, description: str,
+                    **info) -> dict:
+    """Measure a new reference model's dev accuracy, save it with its tokenizer into the cache
+    entry ``path`` and write its meta file (accuracy, description, recipe, ``info``); returns the meta."""
+    from harness.models.bundle import ModelBundle
+
+    bundle = ModelBundle(model, tokenizer, recipe.label, num_labels, recipe.max_length)
+    acc = _accuracy(bundle, dev)
+    bundle._hook.remove()
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    meta = {"dev_accuracy": acc, "description": description, "recipe": recipe.model_dump(), "n_dev": len(dev), **info}
+    (path / MODEL_META).write_text(json.dumps(meta, indent=1, sort_keys=True))
+    return meta
+
+
 def train_reference_model(recipe: ModelRecipe, train: Sequence[tuple[Segments, int]],
                           dev: Sequence[tuple[Segments, int]], num_labels: int,
                           cache_dir: Path, name: str) -> ReferenceModel:
@@ -421,22 +442,16 @@ def train_reference_model(recipe: ModelRecipe, train: Sequence[tuple[Segments, i
     data_hash = hash_examples(list(train) + [((("<dev>",),), -1)] + list(dev))
     key = f"{name}-{recipe.hash()}-{data_hash}"
     path = Path(cache_dir) / "models" / key
-    meta_file = path / "attriboard_model.json"
+    meta_file = path / MODEL_META
     from harness.core.locks import cache_lock
 
     with cache_lock(path, "reference model"):  # parallel cells: the first trains, the others load it
         if recipe.kind == "checkpoint" and not meta_file.exists():
             tokenizer, model, description, info = load_checkpoint(recipe, num_labels)
-            bundle = ModelBundle(model, tokenizer, recipe.label, num_labels, recipe.max_length)
-            acc = _accuracy(bundle, dev)
-            bundle._hook.remove()
-            path.mkdir(parents=True, exist_ok=True)
-            model.save_pretrained(path)
-            tokenizer.save_pretrained(path)
-            meta = {"dev_accuracy": acc, "description": description, "train_seconds": 0.0, "recipe": recipe.model_dump(),
-                    "n_train": 0, "n_dev": len(dev), "checkpoint": info}
-            meta_file.write_text(json.dumps(meta, indent=1, sort_keys=True))
-            log.info("checkpoint %s loaded as it is (no training), dev accuracy %.4f", recipe.checkpoint, acc)
+            meta = _score_and_save(model, tokenizer, recipe, num_labels, dev, path, description,
+                                   train_seconds=0.0, n_train=0, checkpoint=info)
+            log.info("checkpoint %s loaded as it is (no training), dev accuracy %.4f", recipe.checkpoint,
+                     meta["dev_accuracy"])
         if meta_file.exists():
             meta = json.loads(meta_file.read_text())
             tokenizer = load_tokenizer(path)
@@ -448,16 +463,9 @@ def train_reference_model(recipe: ModelRecipe, train: Sequence[tuple[Segments, i
             log.info("training reference model %s: %s on %d examples", key, description, len(train))
             t0 = time.perf_counter()
             _fine_tune(model, tokenizer, recipe, train)
-            bundle = ModelBundle(model, tokenizer, recipe.label, num_labels, recipe.max_length)
-            acc = _accuracy(bundle, dev)
-            bundle._hook.remove()
-            path.mkdir(parents=True, exist_ok=True)
-            model.save_pretrained(path)
-            tokenizer.save_pretrained(path)
-            meta = {"dev_accuracy": acc, "description": description, "train_seconds": time.perf_counter() - t0,
-                    "recipe": recipe.model_dump(), "n_train": len(train), "n_dev": len(dev)}
-            meta_file.write_text(json.dumps(meta, indent=1, sort_keys=True))
-            log.info("trained in %.1fs, dev accuracy %.4f", meta["train_seconds"], acc)
+            meta = _score_and_save(model, tokenizer, recipe, num_labels, dev, path, description,
+                                   train_seconds=time.perf_counter() - t0, n_train=len(train))
+            log.info("trained in %.1fs, dev accuracy %.4f", meta["train_seconds"], meta["dev_accuracy"])
     model.eval()
     bundle = ModelBundle(model, tokenizer, recipe.label, num_labels, recipe.max_length)
     acc = float(meta["dev_accuracy"])
