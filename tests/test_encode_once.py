@@ -14,7 +14,7 @@ from harness.testing import tiny_family_model, tiny_texts
 
 from test_families import ALIGN_PAIRS, ALIGN_ROWS, FAMILIES, HUB_TOKENIZERS, hub_tokenizer
 
-WORDS = " ".join(tiny_texts()).split()
+WORDS = " ".join(tiny_texts()).split() * 3
 
 
 def _variants(rows, rng, n=40):
@@ -137,5 +137,122 @@ def test_encode_once_is_fast():
         assert calls == [1]  # tokenized (and learned) once
         encode(tok, [(("zyzzyva",) + rows[0][0],)], 64)
         assert calls == [1, 1]
+    finally:
+        encoding._backend = orig
+
+
+# -- deletions composed from keep masks (harness.models.removal.kept_batches) --------------------
+
+def _kept_bundle(family, max_length=64, batch_size=7):
+    from harness.models.bundle import ModelBundle
+
+    tok, model = tiny_family_model(family)
+    pieces._MEMOS.pop(tok, None)
+    return ModelBundle(model.eval(), tok, f"tiny-{family}", 2, max_length=max_length, predict_batch_size=batch_size)
+
+
+def _kept_cases(rng):
+    """Rows of several inputs interleaved (as the length-sorted callers send them): random keep
+    masks, the first word(s) dropped, everything dropped, one segment emptied, repeated inputs."""
+    singles = [(tuple(WORDS[i:i + 9]),) for i in range(0, 90, 9)] + [(("the", "the", "cat", "the"),)]
+    pairs = [(tuple(WORDS[i:i + 5]), tuple(WORDS[i + 5:i + 9])) for i in range(0, 60, 9)]
+    out = []
+    for inputs in (singles, pairs):
+        segs, keeps = [], []
+        for _ in range(60):
+            x = inputs[rng.integers(len(inputs))]
+            n = sum(len(s) for s in x)
+            kind = rng.integers(5)
+            keep = rng.random(n) > 0.5
+            if kind == 1:
+                keep[: rng.integers(1, n)] = False
+            elif kind == 2:
+                keep[:] = False
+            elif kind == 3 and len(x) == 2:
+                keep[: len(x[0])] = False
+            elif kind == 4:
+                keep[:] = True
+            segs.append(x)
+            keeps.append(keep)
+        out.append((segs, keeps))
+    return out
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_deletions_composed_from_masks_equal_tokenizing_the_word_lists(family):
+    from harness.explain_utils import keep_words
+    from harness.models.encoding import uses_token_types
+    from harness.models.removal import kept_batches
+
+    bundle = _kept_bundle(family)
+    memo = pieces.memo_for(bundle.tokenizer)
+    for segs, keeps in _kept_cases(np.random.default_rng(1)):
+        got = list(kept_batches(bundle, segs, keeps))
+        bs = bundle.predict_batch_size
+        assert len(got) == -(-len(segs) // bs)
+        for c, (ids, att, tt) in enumerate(got):
+            rows = [keep_words(s, k) for s, k in zip(segs[c * bs:(c + 1) * bs], keeps[c * bs:(c + 1) * bs])]
+            ref = encode(bundle.tokenizer, rows, bundle.max_length, memo=False)
+            where = (family, c, rows[:2])
+            assert torch.equal(ids, ref.input_ids), where
+            assert torch.equal(att, ref.attention_mask), where
+            assert (tt is None) == (not uses_token_types(bundle.tokenizer)), where
+            if tt is not None:
+                assert torch.equal(tt, ref.token_type_ids), where
+    assert memo.disabled is None and memo.composed > 0
+
+
+def test_deletions_from_masks_fall_back_for_long_inputs_and_the_memo_off(monkeypatch):
+    """An input longer than max_length (the truncation policy applies) and encode-once switched
+    off both give the tokenizer's tensors; the probabilities equal the word-list path's."""
+    from harness.explain_utils import keep_words
+    from harness.models.removal import kept_batches, removed_proba
+
+    bundle = _kept_bundle("roberta", max_length=12, batch_size=4)
+    long_, short = (tuple(WORDS[:30]),), (tuple(WORDS[30:36]),)
+    rng = np.random.default_rng(2)
+    segs = [long_, short] * 5
+    keeps = [rng.random(sum(len(s) for s in x)) > 0.3 for x in segs]
+    for enabled in (True, False):
+        monkeypatch.setattr(pieces, "ENABLED", enabled)
+        for c, (ids, att, _) in enumerate(kept_batches(bundle, segs, keeps)):
+            rows = [keep_words(s, k) for s, k in zip(segs[c * 4:(c + 1) * 4], keeps[c * 4:(c + 1) * 4])]
+            ref = encode(bundle.tokenizer, rows, bundle.max_length, memo=False)
+            assert torch.equal(ids, ref.input_ids) and torch.equal(att, ref.attention_mask)
+        p = removed_proba(bundle, segs, [~k for k in keeps], "delete")
+        q = bundle.proba_of_segments([keep_words(s, k) for s, k in zip(segs, keeps)])
+        np.testing.assert_array_equal(p, q)
+
+
+def test_lime_and_shap_rows_from_masks_make_no_tokenizer_call():
+    """Once an input's words are known, LIME's and Kernel SHAP's coalitions go to the model
+    without any tokenizer call (the spy counts backend calls)."""
+    from harness.core.submission import resolve
+    from harness.models import encoding
+
+    bundle = _kept_bundle("bert", batch_size=64)
+    tok = bundle.tokenizer
+    segs = [(tuple(WORDS[i:i + 12]),) for i in range(0, 48, 12)]
+    batch = bundle.make_batch(segs)
+    calls = []
+    backend, real = tok.backend_tokenizer, tok.backend_tokenizer.encode_batch
+
+    class Spy:
+        def __getattr__(self, k):
+            return getattr(backend, k)
+
+        def encode_batch(self, *a, **k):
+            calls.append(1)
+            return real(*a, **k)
+
+    orig = encoding._backend
+    encoding._backend = lambda t: Spy() if t is tok else orig(t)
+    try:
+        for name in ("lime", "kernel_shap"):
+            explainer = resolve(name).instantiate()
+            explainer.explain(bundle, batch)  # first-of-segment pieces of later words learned here
+            calls.clear()
+            explainer.explain(bundle, batch)
+            assert calls == [], name
     finally:
         encoding._backend = orig

@@ -265,3 +265,33 @@ def test_kernel_shap_efficiency_and_global_rng(sharp):
         p = sharp.proba_of_segments([segs, empty])[:, t]
         assert abs(scores[i].sum() - (p[0] - p[1])) < 1e-5
         assert np.count_nonzero(scores[i]) == len(scores[i])  # l1_reg=False: every word scored
+
+
+@pytest.mark.parametrize("n,p", [(500, 40), (60, 7), (30, 80)])
+def test_lime_closed_form_surrogate_equals_limebase_and_sklearn(n, p):
+    """The closed-form weighted ridge and distances equal lime's LimeBase (Ridge(alpha=1), sklearn's
+    cosine distances), including zero rows and more features than samples (the dual solve)."""
+    from functools import partial
+
+    from lime.lime_base import LimeBase
+    from sklearn.linear_model import Ridge
+    from sklearn.metrics.pairwise import pairwise_distances
+
+    from harness.explainers.lime_sampling import (cosine_distances_to_first, fit_surrogate, lime_text_kernel,
+                                                  sample_masks, weighted_ridge)
+
+    rs = np.random.RandomState(n + p)
+    data = sample_masks(p, n, rs)
+    data[-1] = 0.0  # a sample with every word removed
+    labels = rs.rand(n, 3)
+    d_ref = pairwise_distances(data, data[:1], metric="cosine").ravel() * 100
+    np.testing.assert_allclose(cosine_distances_to_first(data), d_ref, rtol=0, atol=1e-10)
+    w = lime_text_kernel(d_ref, 25.0)
+    ref = Ridge(alpha=1.0, fit_intercept=True).fit(data, labels[:, 2], sample_weight=w).coef_
+    np.testing.assert_allclose(weighted_ridge(data, labels[:, 2], w), ref, rtol=0, atol=1e-10)
+    base = LimeBase(partial(lime_text_kernel, kernel_width=25.0), random_state=rs)
+    _, exp, _, _ = base.explain_instance_with_data(data, labels, d_ref, 2, num_features=p, feature_selection="none")
+    lib = np.zeros(p)
+    for j, c in exp:
+        lib[int(j)] = c
+    np.testing.assert_allclose(fit_surrogate(data, labels, 2, 25.0), lib, rtol=0, atol=1e-9)

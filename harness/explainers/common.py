@@ -29,16 +29,42 @@ def proba_by_length(model, inputs: Sequence[Segments]) -> np.ndarray:
     return proba
 
 
+def kept_proba_by_length(model, segments: Sequence[Segments], keeps: Sequence[np.ndarray],
+                         counts: Sequence[int] | None = None) -> np.ndarray:
+    """``proba_by_length(model, [keep_words(s, k) for s, k in zip(segments, keeps)])``: the same
+    order (by kept word count, ``counts`` when the caller has them), chunks and tensors, without
+    the word lists: each input's rows are composed from its word pieces
+    (:func:`harness.models.removal.kept_batches`).  Rows of one input should share its
+    ``segments`` object."""
+    import torch
+
+    from harness.explain_utils import keep_words
+    from harness.models.removal import composable, kept_batches
+
+    if not len(segments):
+        return np.zeros((0, model.num_labels))
+    if not composable(model):
+        return proba_by_length(model, [keep_words(s, k) for s, k in zip(segments, keeps)])
+    if counts is None:
+        counts = [int(np.count_nonzero(k)) for k in keeps]
+    order = np.argsort(np.asarray(counts), kind="stable")  # by word count, stable
+    out = []
+    with torch.no_grad():
+        for ids, att, tt in kept_batches(model, [segments[k] for k in order], [keeps[k] for k in order]):
+            out.append(model.proba(ids, att, tt).cpu().numpy())
+    proba = np.empty((len(order), model.num_labels), dtype=np.float64)
+    proba[order] = np.concatenate(out, 0)
+    return proba
+
+
 def coalition_proba_fn(model, segments: Segments, target: int):
     """SHAP's model function over word coalitions of one input: ``f(masks)`` (n, words) -> (n,)
     probabilities of ``target`` with the absent words deleted; duplicate coalitions are
     evaluated once, all of them in one length-sorted batched call."""
-    from harness.explain_utils import keep_words
-
     def f(masks):
         masks = np.atleast_2d(np.asarray(masks)) > 0.5
         uniq, inverse = np.unique(masks, axis=0, return_inverse=True)
-        proba = proba_by_length(model, [keep_words(segments, keep) for keep in uniq])
+        proba = kept_proba_by_length(model, [segments] * len(uniq), list(uniq))
         return proba[inverse.reshape(-1), target]
 
     return f

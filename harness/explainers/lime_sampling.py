@@ -10,7 +10,8 @@ For each example, the perturbation set mirrors ``lime.lime_text.LimeTextExplaine
   (x100) between the binary vectors and the original;
 - surrogate: LIME's default ridge regression (alpha=1) on all words
   (``lime.lime_base.LimeBase``, ``feature_selection="none"``); the score of word j is its
-  coefficient for the target class.
+  coefficient for the target class.  Solved in closed form by the same steps as scikit-learn's
+  cholesky solver (equal to the library within float rounding; tested).
 
 How removed words are removed (``replacement``):
 
@@ -28,12 +29,10 @@ rest of the batch.
 
 from __future__ import annotations
 
-from functools import partial
-
 import numpy as np
 
-from harness.explain_utils import example_seed, keep_words
-from harness.explainers.common import proba_by_length
+from harness.explain_utils import example_seed
+from harness.explainers.common import kept_proba_by_length, proba_by_length
 from harness.protocols import Attributions, ExplainBatch
 
 REPLACEMENTS = ("delete", "mlm")
@@ -56,25 +55,51 @@ def sample_masks(n_words: int, num_samples: int, random_state: np.random.RandomS
 
 
 def cosine_distances_to_first(data: np.ndarray) -> np.ndarray:
-    """LimeTextExplainer's distances: cosine distance to row 0, times 100."""
-    from sklearn.metrics.pairwise import pairwise_distances
+    """LimeTextExplainer's distances: cosine distance to row 0, times 100 (the steps of
+    ``sklearn.metrics.pairwise_distances(data, data[:1], metric="cosine")``: rows scaled to unit
+    norm, a zero row left at zero, ``1 - similarity`` clipped to [0, 2])."""
+    x = np.asarray(data, dtype=np.float64)
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+    norms[norms == 0.0] = 1.0
+    xn = x / norms[:, None]
+    d = 1.0 - xn @ xn[0]
+    return np.clip(d, 0.0, 2.0) * 100
 
-    return pairwise_distances(data, data[:1], metric="cosine").ravel() * 100
+
+def weighted_ridge(X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    """The coefficients of ``sklearn.linear_model.Ridge(alpha, fit_intercept=True)`` fitted with
+    ``sample_weight``, by the steps of its cholesky solver: centre X and y on their weighted
+    means, scale rows by sqrt(weight), solve ``(X'X + alpha I) w = X'y`` (or the dual system
+    when there are more features than samples)."""
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    sw = np.asarray(sample_weight, dtype=np.float64)
+    from scipy import linalg
+
+    xc = X - np.average(X, axis=0, weights=sw)
+    yc = y - np.average(y, weights=sw)
+    root = np.sqrt(sw)
+    xc *= root[:, None]
+    yc = yc * root
+    n, p = xc.shape
+    if p > n:
+        K = xc @ xc.T
+        K.flat[:: n + 1] += alpha
+        return xc.T @ linalg.solve(K, yc, assume_a="pos", overwrite_a=True)
+    A = xc.T @ xc
+    A.flat[:: p + 1] += alpha
+    return linalg.solve(A, xc.T @ yc, assume_a="pos", overwrite_a=True)
 
 
 def fit_surrogate(data: np.ndarray, labels: np.ndarray, target: int, kernel_width: float,
-                  random_state: np.random.RandomState) -> np.ndarray:
-    """LIME's weighted ridge surrogate on all words; the target-class coefficients."""
-    from lime.lime_base import LimeBase
-
-    base = LimeBase(partial(lime_text_kernel, kernel_width=kernel_width), random_state=random_state)
-    _, exp, _, _ = base.explain_instance_with_data(
-        data, labels, cosine_distances_to_first(data), int(target),
-        num_features=data.shape[1], feature_selection="none")
-    w = np.zeros(data.shape[1])
-    for j, coef in exp:
-        w[int(j)] = coef
-    return w
+                  random_state: np.random.RandomState | None = None) -> np.ndarray:
+    """LIME's weighted ridge surrogate on all words (``lime.lime_base.LimeBase`` with
+    ``feature_selection="none"``: ``Ridge(alpha=1)`` on the kernel weights); the target-class
+    coefficients.  Computed in closed form (:func:`weighted_ridge`); tests check it against the
+    library.  ``random_state`` is unused (LimeBase passes it to Ridge, whose cholesky solver
+    draws nothing) and kept for callers."""
+    weights = lime_text_kernel(cosine_distances_to_first(data), kernel_width)
+    return weighted_ridge(data, np.asarray(labels)[:, int(target)], weights, alpha=1.0)
 
 
 class LimeWords:
@@ -100,40 +125,20 @@ class LimeWords:
                              "(the runner attaches one; see harness.models.mlm)")
         B = len(batch)
         targets = batch.targets.cpu().numpy()
-        plans = []  # per example: (random_state, data, row -> index into the distinct perturbations)
-        distinct: dict = {}
-        perturbations: list[tuple[int, np.ndarray]] = []  # (example, keep mask)
+        sampled = []  # per example: (random_state, data, distinct keep masks, row -> distinct mask)
         for i in range(B):
             n = batch.n_words(i)
             if n == 0:
-                plans.append(None)
+                sampled.append(None)
                 continue
             rs = np.random.RandomState(example_seed(batch, i))
             data = sample_masks(n, self.num_samples, rs)
             uniq, inverse = np.unique(data.astype(bool), axis=0, return_inverse=True)
-            inverse = inverse.reshape(-1)
-            ids = np.empty(len(uniq), dtype=np.int64)
-            for u, keep in enumerate(uniq):
-                key = (batch.segments[i], keep.tobytes())
-                idx = distinct.get(key)
-                if idx is None:
-                    idx = distinct[key] = len(perturbations)
-                    perturbations.append((i, keep))
-                ids[u] = idx
-            plans.append((rs, data, ids[inverse]))
-
-        inputs = self._perturbed_inputs(model, batch, perturbations)
-        # identical texts (e.g. a fill restoring the original word) are predicted once
-        text_index: dict = {}
-        rows = np.empty(len(inputs), dtype=np.int64)
-        texts = []
-        for k, segs in enumerate(inputs):
-            j = text_index.get(segs)
-            if j is None:
-                j = text_index[segs] = len(texts)
-                texts.append(segs)
-            rows[k] = j
-        proba = proba_by_length(model, texts)[rows] if texts else np.zeros((0, model.num_labels))
+            sampled.append((rs, data, uniq, inverse.reshape(-1)))
+        if self.replacement == "delete":
+            plans, proba = self._deleted_proba(model, batch, sampled)
+        else:
+            plans, proba = self._filled_proba(model, batch, sampled)
 
         scores = []
         for i, plan in enumerate(plans):
@@ -144,9 +149,87 @@ class LimeWords:
             scores.append(fit_surrogate(data, proba[idx], int(targets[i]), self.kernel_width, rs))
         return Attributions(level="word", scores=scores)
 
-    def _perturbed_inputs(self, model, batch: ExplainBatch, perturbations) -> list:
-        if self.replacement == "delete":
-            return [keep_words(batch.segments[i], keep) for i, keep in perturbations]
+    @staticmethod
+    def _deleted_proba(model, batch: ExplainBatch, sampled):
+        """Probabilities of every distinct text of the batch with the unsampled words deleted,
+        predicted once each (equal texts, e.g. deleting either of two equal words, share a row).
+        Texts are keyed without word lists: per-segment kept counts and the kept words' ids."""
+        vocab: dict = {}
+        width = max((batch.n_words(i) for i in range(len(batch))), default=0)
+        keys, owners = [], []
+        for i, got in enumerate(sampled):
+            if got is None:
+                continue
+            uniq = got[2]
+            segs = batch.segments[i]
+            wid = np.fromiter((vocab.setdefault(w, len(vocab)) for seg in segs for w in seg), dtype=np.int64,
+                              count=uniq.shape[1])
+            order = np.argsort(~uniq, axis=1, kind="stable")  # kept words first, in their order
+            packed = np.where(np.take_along_axis(uniq, order, 1), wid[order], -1)
+            bounds = np.cumsum([0] + [len(seg) for seg in segs])
+            counts = np.stack([uniq[:, x:y].sum(1) for x, y in zip(bounds[:-1], bounds[1:])], 1)
+            key = np.full((len(uniq), counts.shape[1] + width), -1, dtype=np.int64)
+            key[:, :counts.shape[1]] = counts
+            key[:, counts.shape[1]:counts.shape[1] + uniq.shape[1]] = packed
+            keys.append(key)
+            owners.append(np.stack([np.full(len(uniq), i), np.arange(len(uniq))], 1))
+        if not keys:
+            return [None] * len(sampled), np.zeros((0, model.num_labels))
+        key = np.concatenate(keys)
+        owner = np.concatenate(owners)
+        _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+        rank = np.empty(len(first), dtype=np.int64)
+        rank[np.argsort(first, kind="stable")] = np.arange(len(first))  # texts in order of first occurrence
+        text_of = rank[inverse.reshape(-1)]
+        chosen = np.sort(first)
+        proba = kept_proba_by_length(model, [batch.segments[owner[k, 0]] for k in chosen],
+                                     [sampled[owner[k, 0]][2][owner[k, 1]] for k in chosen],
+                                     counts=key[chosen, :key.shape[1] - width].sum(1))
+        plans, at = [], 0
+        for got in sampled:
+            if got is None:
+                plans.append(None)
+                continue
+            rs, data, uniq, inv = got
+            plans.append((rs, data, text_of[at:at + len(uniq)][inv]))
+            at += len(uniq)
+        return plans, proba
+
+    def _filled_proba(self, model, batch: ExplainBatch, sampled):
+        """As :meth:`_deleted_proba`, with the removed words filled by the masked LM."""
+        plans = []
+        distinct: dict = {}
+        perturbations: list[tuple[int, np.ndarray]] = []  # (example, keep mask)
+        for i, got in enumerate(sampled):
+            if got is None:
+                plans.append(None)
+                continue
+            rs, data, uniq, inverse = got
+            ids = np.empty(len(uniq), dtype=np.int64)
+            for u, keep in enumerate(uniq):
+                key = (batch.segments[i], keep.tobytes())
+                idx = distinct.get(key)
+                if idx is None:
+                    idx = distinct[key] = len(perturbations)
+                    perturbations.append((i, keep))
+                ids[u] = idx
+            plans.append((rs, data, ids[inverse]))
+        inputs = self._perturbed_inputs(model, batch, perturbations)
+        text_index: dict = {}
+        rows = np.empty(len(inputs), dtype=np.int64)
+        texts = []
+        for k, segs in enumerate(inputs):
+            j = text_index.get(segs)
+            if j is None:
+                j = text_index[segs] = len(texts)
+                texts.append(segs)
+            rows[k] = j
+        proba = proba_by_length(model, texts) if texts else np.zeros((0, model.num_labels))
+        plans = [None if p is None else (p[0], p[1], rows[p[2]]) for p in plans]
+        return plans, proba
+
+    @staticmethod
+    def _perturbed_inputs(model, batch: ExplainBatch, perturbations) -> list:
         from harness.models.removal import mlm_fill
 
         # one masked-LM call for every perturbation of the batch that removes something

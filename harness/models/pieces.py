@@ -154,6 +154,94 @@ class PieceMemo:
         return ids, types, special, wids
 
 
+    def compose_kept(self, segments: Segments, keeps, max_length: int, pad_id: int, pad_type: int):
+        """The padded ``(ids, types, lengths)`` numpy arrays of ``segments`` with only the words
+        flagged in each row of ``keeps`` (n, words) kept: what composing
+        ``keep_words(segments, keep)`` row by row gives, built for all rows at once (no word lists).
+        None when a needed piece or the template is unknown, or a row would be empty or too long."""
+        import numpy as np
+
+        if self.disabled:
+            return None
+        tpl = self.templates.get(len(segments))
+        if tpl is None:
+            return None
+        keeps = np.asarray(keeps, dtype=bool)
+        n = keeps.shape[0]
+        starts, a = [], 0
+        for seg in segments:
+            starts.append(a)
+            a += len(seg)
+        first = np.zeros_like(keeps)  # the first kept word of each segment takes its first-of-segment pieces
+        for seg, a in zip(segments, starts):
+            if not seg:
+                continue
+            block = keeps[:, a:a + len(seg)]
+            hit = block.any(1)
+            first[np.flatnonzero(hit), a + block.argmax(1)[hit]] = True
+        need_first = first.any(0)
+        need_rest = (keeps & ~first).any(0)
+        get = self.pieces.get
+        tok, typ, word, variant = [], [], [], []  # candidate tokens: variant 1 first, 0 rest, -1 special
+        for item in tpl:
+            if item[0] == "s":
+                tok.append(item[1])
+                typ.append(item[2])
+                word.append(0)
+                variant.append(-1)
+                continue
+            k, ty = item[1], item[2]
+            for j, w in enumerate(segments[k]):
+                g = starts[k] + j
+                for v, wanted, cls in ((1, need_first[g], 1 + k), (0, need_rest[g], 0)):
+                    if not wanted:
+                        continue
+                    p = get((w, cls))
+                    if p is None:
+                        return None
+                    tok += p
+                    typ += [ty] * len(p)
+                    word += [g] * len(p)
+                    variant += [v] * len(p)
+        word_a, variant_a = np.asarray(word, dtype=np.int64), np.asarray(variant, dtype=np.int64)
+        special = variant_a < 0
+        sel = np.broadcast_to(special, (n, len(tok))).copy()
+        wi = np.flatnonzero(~special)
+        sel[:, wi] = keeps[:, word_a[wi]] & (first[:, word_a[wi]] == (variant_a[wi] == 1))
+        lens = sel.sum(1)
+        if n == 0 or lens.min() == 0 or lens.max() > max_length:
+            return None
+        T = int(lens.max())
+        real = np.arange(T)[None, :] < lens[:, None]
+        ids = np.full((n, T), pad_id, dtype=np.int64)
+        ids[real] = np.broadcast_to(np.asarray(tok, dtype=np.int64), sel.shape)[sel]
+        types = np.full((n, T), pad_type, dtype=np.int64)
+        types[real] = np.broadcast_to(np.asarray(typ, dtype=np.int64), sel.shape)[sel]
+        self.composed += n
+        return ids, types, lens
+
+    def missing_for_kept(self, segments: Segments, keeps) -> list:
+        """Inputs whose tokenization would teach the pieces :meth:`compose_kept` lacks for these
+        rows: the whole input, and each segment started at a word that some row keeps first."""
+        import numpy as np
+
+        keeps = np.asarray(keeps, dtype=bool)
+        out = []
+        if any((w, 0 if j else 1 + k) not in self.pieces for k, seg in enumerate(segments)
+               for j, w in enumerate(seg)) or len(segments) not in self.templates:
+            out.append(segments)
+        a = 0
+        for k, seg in enumerate(segments):
+            if seg:
+                block = keeps[:, a:a + len(seg)]
+                hit = block.any(1)
+                for j in np.unique(block.argmax(1)[hit]).tolist():
+                    if j and (seg[j], 1 + k) not in self.pieces:
+                        out.append(segments[:k] + (seg[j:],) + segments[k + 1:])
+            a += len(seg)
+        return out
+
+
 def memo_for(tokenizer) -> PieceMemo | None:
     """The tokenizer's memo (None when encode-once is off or the tokenizer cannot be keyed)."""
     if not ENABLED:

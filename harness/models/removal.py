@@ -104,6 +104,107 @@ def _in_place_outputs(bundle, segments: Sequence[Segments], removes: list[np.nda
     return out
 
 
+def _kept_group(bundle, memo, segments: Segments, keeps: np.ndarray, failed: set):
+    """``(ids, types, lengths)`` numpy arrays of one input with only the ``keeps`` rows' words:
+    composed by the piece memo when it can (learning the pieces it lacks with one real tokenizer
+    call), else through :meth:`bundle.encode` of the word lists (the same tokens)."""
+    from harness.models.encoding import uses_token_types
+
+    tok = bundle.tokenizer
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+    pad_type = getattr(tok, "pad_token_type_id", 0) or 0
+    if memo is not None and id(segments) not in failed:
+        got = memo.compose_kept(segments, keeps, bundle.max_length, pad_id, pad_type)
+        if got is None:
+            missing = memo.missing_for_kept(segments, keeps)
+            if missing:
+                bundle.encode(missing)  # learns
+                got = memo.compose_kept(segments, keeps, bundle.max_length, pad_id, pad_type)
+        if got is not None:
+            return got
+        failed.add(id(segments))
+    enc = bundle.encode([keep_words(segments, k) for k in keeps])
+    lens = enc.attention_mask.sum(1).cpu().numpy()
+    ids = enc.input_ids.cpu().numpy()
+    types = (enc.token_type_ids.cpu().numpy() if enc.token_type_ids is not None and uses_token_types(tok)
+             else np.full(ids.shape, pad_type, dtype=np.int64))
+    return ids, types, lens
+
+
+def kept_batches(bundle, segments: Sequence[Segments], keeps: Sequence[np.ndarray], batch_size: int | None = None):
+    """Model inputs ``(input_ids, attention_mask, token_type_ids)`` per chunk of ``batch_size``
+    rows, row i being ``segments[i]`` with only the words flagged in ``keeps[i]`` kept: the same
+    tensors as :meth:`bundle.encode` of ``keep_words(segments[i], keeps[i])`` in the same chunks,
+    built from each input's word pieces with numpy (:meth:`PieceMemo.compose_kept`) instead of one
+    word list and one composed row at a time.  Rows of the same input should share one
+    ``segments`` object (they are grouped by identity)."""
+    import torch
+
+    from harness.models.encoding import uses_token_types
+    from harness.models.pieces import memo_for
+
+    tok = bundle.tokenizer
+    memo = memo_for(tok)
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+    pad_type = getattr(tok, "pad_token_type_id", 0) or 0
+    with_types = uses_token_types(tok)
+    bs = batch_size or bundle.predict_batch_size
+    # each input's rows are composed at once (its pieces looked up once), then dealt into the chunks
+    groups: dict[int, tuple] = {}
+    for r in range(len(segments)):
+        groups.setdefault(id(segments[r]), (segments[r], []))[1].append(r)
+    where = np.empty((len(segments), 2), dtype=np.int64)  # row -> (group, row within the group)
+    built = []
+    failed: set = set()
+    for g, (segs, rows) in enumerate(groups.values()):
+        k = np.stack([np.asarray(keeps[r], dtype=bool) for r in rows])
+        if k.shape[1] != sum(len(x) for x in segs):
+            raise ValueError(f"keep masks have {k.shape[1]} flags, input has {sum(len(x) for x in segs)} words")
+        built.append(_kept_group(bundle, memo, segs, k, failed))
+        where[rows, 0] = g
+        where[rows, 1] = np.arange(len(rows))
+    lens_all = np.empty(len(segments), dtype=np.int64)
+    for g, (_, _, gl) in enumerate(built):
+        sel = where[:, 0] == g
+        lens_all[sel] = gl[where[sel, 1]]
+    dev = bundle.device
+    for start in range(0, len(segments), bs):
+        stop = min(start + bs, len(segments))
+        lens = lens_all[start:stop]
+        T = int(lens.max())
+        ids = np.full((stop - start, T), pad_id, dtype=np.int64)
+        types = np.full((stop - start, T), pad_type, dtype=np.int64)
+        w = where[start:stop]
+        for g in np.unique(w[:, 0]).tolist():
+            at = np.flatnonzero(w[:, 0] == g)
+            gi, gt, _ = built[g]
+            width = min(gi.shape[1], T)
+            ids[at, :width] = gi[w[at, 1], :width]
+            types[at, :width] = gt[w[at, 1], :width]
+        att = (np.arange(T)[None, :] < lens[:, None]).astype(np.int64)
+        yield (torch.from_numpy(ids).to(dev), torch.from_numpy(att).to(dev),
+               torch.from_numpy(types).to(dev) if with_types else None)
+
+
+def composable(bundle) -> bool:
+    """Whether deletions can be composed from word pieces: a :class:`ModelBundle` whose word-level
+    calls are its own (a stand-in model that only answers ``proba_of_segments`` gets word lists)."""
+    from harness.models.bundle import ModelBundle
+
+    return isinstance(bundle, ModelBundle) and type(bundle).proba_of_segments is ModelBundle.proba_of_segments \
+        and type(bundle).encode is ModelBundle.encode
+
+
+def _kept_outputs(bundle, segments, removes, batch_size, forward) -> list:
+    import torch
+
+    out = []
+    with torch.no_grad():
+        for ids, att, tt in kept_batches(bundle, segments, [~r for r in removes], batch_size):
+            out.append(forward(ids, att, tt, None))
+    return out
+
+
 def removed_proba(bundle, segments: Sequence[Segments], removes: Sequence[np.ndarray], operator: str,
                   batch_size: int | None = None) -> np.ndarray:
     """Class probabilities (N, C) of N inputs with the flagged words removed by ``operator``.
@@ -111,8 +212,12 @@ def removed_proba(bundle, segments: Sequence[Segments], removes: Sequence[np.nda
     ``removes[i]`` is a boolean array over input i's words (all segments), True = remove.
     """
     removes = _checked_removes(segments, removes, operator)
-    if operator == "delete":
+    if operator == "delete" and not composable(bundle):
         return bundle.proba_of_segments([keep_words(s, ~r) for s, r in zip(segments, removes)], batch_size)
+    if operator == "delete":
+        out = _kept_outputs(bundle, segments, removes, batch_size,
+                            lambda ids, mask, types, emb: bundle.proba(ids, mask, types).cpu().numpy())
+        return np.concatenate(out, 0).astype(np.float64) if out else np.zeros((0, bundle.num_labels))
     if operator == "mlm":
         return bundle.proba_of_segments(mlm_fill(bundle, segments, removes), batch_size)
 
@@ -132,14 +237,18 @@ def removed_logits(bundle, segments: Sequence[Segments], removes: Sequence[np.nd
     classifier is confident.
     """
     removes = _checked_removes(segments, removes, operator)
+
+    def forward(ids, mask, types, emb):
+        return bundle.logits(ids, mask, types, inputs_embeds=emb).double().cpu().numpy()
+
+    if operator == "delete" and composable(bundle):
+        out = _kept_outputs(bundle, segments, removes, batch_size, forward)
+        return np.concatenate(out, 0) if out else np.zeros((0, bundle.num_labels))
     if operator in ("delete", "mlm"):
         inputs = ([keep_words(s, ~r) for s, r in zip(segments, removes)] if operator == "delete"
                   else mlm_fill(bundle, segments, removes))
         removes = [np.zeros(sum(len(x) for x in s), dtype=bool) for s in inputs]
         segments, operator = inputs, "none"
-
-    def forward(ids, mask, types, emb):
-        return bundle.logits(ids, mask, types, inputs_embeds=emb).double().cpu().numpy()
 
     out = _in_place_outputs(bundle, segments, removes, operator, batch_size, forward)
     return np.concatenate(out, 0) if out else np.zeros((0, bundle.num_labels))
