@@ -13,7 +13,9 @@ import torch
 
 #: single-threaded by default: on a shared 2-core machine extra torch threads mostly measure the
 #: neighbours (set ATTRIBOARD_BENCH_THREADS to change it)
-torch.set_num_threads(int(os.environ.get("ATTRIBOARD_BENCH_THREADS", "1")))
+from harness.core.threads import set_threads  # noqa: E402 - torch's pool as asked, numpy's BLAS at 1 as in a run
+
+set_threads(int(os.environ.get("ATTRIBOARD_BENCH_THREADS", "1")))
 
 THROUGHPUT: dict[tuple[str, str], dict] = {}
 

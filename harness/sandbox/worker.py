@@ -559,7 +559,9 @@ class Worker:
 
         from harness.core.submission import Submission, SubmissionMeta
 
-        torch.set_num_threads(max(1, int(msg["threads"])))
+        from harness.core.threads import set_threads
+
+        set_threads(int(msg["threads"]))
         meta = SubmissionMeta.model_validate(msg["meta"])
         path = pathlib.Path(msg["path"])
         files = msg.get("files")
