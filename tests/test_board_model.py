@@ -67,7 +67,10 @@ def test_model_is_frozen_and_typed(results):
     assert b.columns[0].metric == b.main_metric and b.columns[0].main
     assert [r.rank for r in b.rows] == sorted(r.rank for r in b.rows)
     assert [f.submission for f in b.failed] == ["raises"]
-    assert m.n_ranking_boards == len(H.TASKS) and m.n_records == 3 * len(H.SUBS) + 1
+    # fragility declares a default subset and "raises" (failed on planted_sst only) has no fragility record:
+    # the board is shown but not counted until every submission ran on it
+    assert m.n_ranking_boards == len(H.TASKS) - 1 and m.n_records == 3 * len(H.SUBS) + 1
+    assert m.board("fragility/tiny-bert").not_counted.startswith("run on the task's default subset")
     # the fragility task contributed its per-bucket section under its board, Markdown only
     frag = m.board("fragility/tiny-bert")
     assert [s.key for s in frag.sections] == ["quality_cost", "fragility.buckets"]
@@ -88,16 +91,22 @@ def test_every_renderer_shows_the_same_numbers(results):
             s = r.main_score
             key = (b.task, r.submission)
             part = md.split(f"\n## {b.task} (v")[1].split("\n## ")[0]
-            line = next(ln for ln in part.splitlines() if ln.startswith(f"| {r.rank} | {r.submission} |"))
+            line = next(ln for ln in part.splitlines() if ln.startswith((f"| {r.rank} | {r.submission} |",
+                                                                         f"| {r.rank} | {r.submission} ([")))
             assert s.text in line                                     # Markdown: value [CI]
             assert float(by_csv[key][b.main_metric]) == round(s.value, 6) == by_json[key][b.main_metric]
             assert int(by_csv[key]["rank"]) == r.rank == by_json[key]["rank"]
             assert f'data-v="{s.value!r}" class="num score main"' in page  # HTML: the same value
             assert f'<span class="v">{s.value:.3f}</span>' in page
     for o in m.overall:
-        assert f"| {o.rank} | {o.submission} | {o.mean_rank:.2f} |" in md
+        line = next(ln for ln in md.splitlines() if ln.startswith((f"| {o.rank} | {o.submission} |",
+                                                                   f"| {o.rank} | {o.submission} ([")))
+        assert f" | {o.mean_rank:.2f} | {o.n_with_result}/{m.n_ranking_boards} | " in line
+        for b, c in zip(m.boards, o.cells):  # each counted board's cell: rank / ranked and the main score
+            if b.counted and c is not None and c.rank is not None:
+                assert f"{c.rank}/{c.n_ranked} ({c.value:.3f})" in line
         assert {"rank": o.rank, "submission": o.submission, "mean_task_rank": round(o.mean_rank, 6),
-                "boards_with_result": o.n_with_result} in doc["overall"]
+                "boards_with_result": o.n_with_result, "counted_boards": m.n_ranking_boards} in doc["overall"]
 
 
 def test_old_entry_points_render_the_model(results):
@@ -240,7 +249,7 @@ def test_ranks_are_statistical_groups_and_the_overall_uses_their_mean_position()
     # a record without per-example values cannot be told apart from its neighbours
     bare = NS(submission=NS(name="bare"), per_example={}, example_ids=[], scores={"m": NS(value=-10.0)})
     assert rank_groups_of([(recs[3], ""), (bare, "")], "m", True)["bare"].label == "1-2"
-    board = NS(audit=False, groups=groups, ranked=[(groups[r.submission.name].rank_range[0], r, "") for r in recs],
+    board = NS(audit=False, not_counted=None, groups=groups, ranked=[(groups[r.submission.name].rank_range[0], r, "") for r in recs],
                failed=[])
     assert {n: mean for _, n, mean, _ in overall([board])} == {"best": 1.0, "tie_a": 2.5, "tie_b": 2.5, "worst": 4.0}
 

@@ -52,7 +52,9 @@ def _record(task: str, sub: str, quality: float, rng) -> dict:
     t = 0.0005 + rng.uniform(0, 0.05)
     return {
         "status": "ok", "run_key": f"{task}-{sub}", "aggregation": "absmax", "main_metric": main,
-        "submission": {"name": sub, "version": "1.0.0", "params": {}, "code_hash": "c0de"},
+        "submission": {"name": sub, "version": "1.0.0", "params": {}, "code_hash": "c0de",
+                       **({"paper": "Simonyan et al. 2014, Deep Inside..., https://arxiv.org/abs/1312.6034.",
+                           "code": "https://github.com/pytorch/captum"} if sub == "gradient" else {})},
         "task": {"name": task, "version": "1.0", "spec_hash": "5bec", "main_metric": main, "n_examples": n,
                  "data_hash": "da7a", "data_source": "generated:test"},
         "model": {"name": "tiny-bert", "description": "tiny-bert (word vocab 185)", "recipe_hash": "4ec1",
@@ -135,9 +137,11 @@ def test_page_is_self_contained_linked_and_deterministic(board, tmp_path):
     parser = _Links()
     parser.feed(text)
     external = [r for r in parser.refs if re.match(r"^(https?:)?//", r[2])]
-    assert not external, external                       # no CDN, nothing fetched from the network
+    # no CDN, nothing fetched from the network: the only external URLs are the declared paper / code links
+    assert external and all(tag == "a" and v in ("https://arxiv.org/abs/1312.6034", "https://github.com/pytorch/captum")
+                            for tag, k, v in external), external
     assert "<script src" not in text and "stylesheet" not in text
-    local = {v for tag, k, v in parser.refs if not v.startswith(("#", "data:"))}
+    local = {v for tag, k, v in parser.refs if not v.startswith(("#", "data:", "https://"))}
     records = {v for v in local if v.startswith("results/")}
     assert records == {f"results/{p.relative_to(board / 'results').as_posix()}"
                        for p in (board / "results").rglob("*.json")}
@@ -150,7 +154,7 @@ def test_page_is_self_contained_linked_and_deterministic(board, tmp_path):
     assert sorted(i for i in imgs if i.startswith("quality_cost/")) == sorted(
         f"quality_cost/{t}__tiny-bert.svg" for t in {p.parent.parent.name for p in (board / "results").rglob("*.json")})
     # every data cell of the overall and board tables links to a record (only "not run" cells do not)
-    assert parser.linked_cells >= parser.cells - text.count('data-v="">&ndash;')
+    assert parser.linked_cells >= parser.cells - text.count('data-v="">&ndash;') - text.count('data-v="">not run')
     assert "&lt;on purpose&gt; &amp; more" in text      # error text escaped
     # task tables from the records (per-bucket, summary), not the per-input ones
     assert 'data-table="fragility_buckets"' in text and 'data-table="fragility_summary"' in text
@@ -207,11 +211,17 @@ def test_board_in_headless_chromium(board, browser, tmp_path):
     # every task has a tab, and its panel shows its table
     tabs = browser.find_elements("css selector", "nav.tabs button")
     labels = [t.get_attribute("data-tab") for t in tabs]
-    assert labels == ["overall"] + [f"{t}/tiny-bert" for t in sorted(TASKS)]
+    assert labels == ["overall"] + [f"{t}/tiny-bert" for t in sorted(TASKS)] + ["metrics"]
     assert _visible_panel(browser).get_attribute("data-tab") == "overall"
     overall_rows = _visible_panel(browser).find_elements("css selector", "table.overall tbody tr")
     assert {r.get_attribute("data-submission") for r in overall_rows} == set(SUBS) | {"raises"}
-    for tab in tabs[1:]:
+    first = overall_rows[0].find_elements("css selector", "td")
+    grad = next(r for r in overall_rows if r.get_attribute("data-submission") == "gradient")
+    links = grad.find_elements("css selector", "a.ext")
+    assert [a.text for a in links] == ["paper", "code"]
+    assert [a.get_attribute("href") for a in links] == ["https://arxiv.org/abs/1312.6034", "https://github.com/pytorch/captum"]
+    assert "/" in first[4].text and "." in first[4].text  # a board cell: rank / ranked, and the main score
+    for tab in tabs[1:-1]:
         tab.click()
         panel = _visible_panel(browser)
         assert panel.get_attribute("data-tab") == tab.get_attribute("data-tab")
@@ -225,10 +235,20 @@ def test_board_in_headless_chromium(board, browser, tmp_path):
     assert len(imgs) == len(SUBS) + 1  # the violin plots and the quality-vs-cost plot
     assert all(browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", i) for i in imgs)
     browser.save_screenshot(str(tmp_path / "board-fragility.png"))
-    # sorting: numeric, both directions, on the planted_sst board
+    # the glossary tab defines every metric on the page
+    tabs[-1].click()
+    panel = _visible_panel(browser)
+    glossed = [r.find_elements("css selector", "td")[0].text for r in panel.find_elements("css selector", "tbody tr")]
+    assert glossed == sorted({m for _, ms in TASKS.values() for m in ms})
+    # sorting: numeric, both directions, on the planted_sst board; secondary metrics folded until asked for
     browser.find_element("css selector", 'nav.tabs button[data-tab="planted_sst/tiny-bert"]').click()
     panel = _visible_panel(browser)
     heads = panel.find_elements("css selector", "table.board thead th")
+    secondary = [h for h in heads if "secondary" in h.get_attribute("class").split()]
+    assert secondary and not any(h.is_displayed() for h in secondary)
+    assert heads[3].is_displayed() and "main" in heads[3].get_attribute("class").split()
+    panel.find_element("css selector", "button.toggle-secondary").click()
+    assert all(h.is_displayed() for h in secondary)
     names = [h.text.split("\n")[0] for h in heads]
     col = next(i for i, h in enumerate(names) if h.startswith("mean_rank_pct"))
     heads[col].click()

@@ -136,7 +136,7 @@ def test_leaderboard_is_deterministic_and_ranked(grid_run, tmp_path):
         assert pa.read_bytes() == pb.read_bytes(), pa.name
     md = (tmp_path / "a" / "LEADERBOARD.md").read_text()
     assert "## planted_sst (v1.1) on tiny-bert" in md and "Failed submissions" in md
-    assert md.index("| integrated_gradients |") < md.index("| random |")
+    assert md.index(" | integrated_gradients (") < md.index(" | random |")  # ranked rows: name, then its links
     assert "explainer exploded on purpose" in md
     doc = json.loads((tmp_path / "a" / "leaderboard.json").read_text())
     order = [row["submission"] for row in doc["overall"]]

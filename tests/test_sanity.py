@@ -162,6 +162,11 @@ def test_bias_flags_are_rendered_under_removal_metrics_and_in_their_section():
     assert "## Metric bias" in text and "| loo_empty (delete) | input_marginalization (mlm) |" in text
     assert "`mlm` | both |" in text
     assert "| loo_empty | delete | 0.4000 | 1 | 0.5200 | 2 | +1 |" in text
+    # the one-paragraph summary above the matrix (ranks 1,2,3 vs 2,1,3: tau-b = 1/3)
+    summary = next(ln for ln in text.splitlines() if ln.startswith("Summary: 3 submissions."))
+    assert "Kendall tau-b 0.33" in summary and "1 of 3 pairs flip between Deletion and Deletion_BERT; 1 of them" in summary
+    assert "Largest rank changes (Deletion_BERT rank minus Deletion rank): input_marginalization -1, loo_empty +1." in summary
+    assert "`delete` +1.0 (1), `mlm` -1.0 (1), `none` +0.0 (1)" in summary
     # a board without removal metrics gets no notes
     plain = SimpleNamespace(task="x", model="m", ranked=[(1, SimpleNamespace(
         status="ok", submission=SimpleNamespace(name="a", params={}),

@@ -49,14 +49,22 @@ def table_rows(boards) -> list[dict]:
 def build(results_dir: Path, out_dir: Path, strict: bool = False) -> list[Path]:
     """Write LEADERBOARD.md, leaderboard.csv, leaderboard.json, the plots and index.html into ``out_dir``.
 
-    A result file that is not a valid record is skipped with a warning (and named on the board);
-    ``strict``: raise ``ValueError`` on it instead."""
+    A result file that is not a valid record (schema, missing fields, scores that contradict
+    themselves: :func:`~harness.board.boards.record_problem`) is skipped with a one-line warning
+    naming it (and named on the board); a board whose records mix models, data or settings, or
+    whose reference model is close to chance, is shown with the reason and left out of the overall
+    rank.  ``strict``: each of these raises ``ValueError`` instead (a task run on its default
+    subset of submissions is not an error)."""
     skipped: list[tuple[str, str]] = []
     records = load_results(results_dir, skip_invalid=not strict, skipped=skipped)
     if not records:
         extra = f" ({len(skipped)} invalid file(s) skipped: {', '.join(rel for rel, _ in skipped[:10])})" if skipped else ""
         raise FileNotFoundError(f"no result records under {results_dir}{extra}; run `attriboard run` first")
     model = build_model(records, skipped)
+    if strict:
+        bad = [f"{b.key}: {b.not_counted}" for b in model.boards if b.not_counted and not b.not_counted.startswith("run on")]
+        if bad:
+            raise ValueError("--strict: board(s) not fit to count: " + "; ".join(bad))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"LEADERBOARD.md": render_md.render(model), "leaderboard.csv": render_csv(model),

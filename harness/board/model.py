@@ -263,6 +263,8 @@ class Row:
     device: str
     rank_group: str = ""  # the statistical rank group, e.g. "2-4" (a singleton: its rank)
     p_next_adjusted: float | None = None  # Holm-adjusted p of the test against the next row
+    paper: str | None = None  # as its submission.toml declares (a link when it is a URL)
+    code: str | None = None
 
     @property
     def main_score(self) -> Score:
@@ -309,6 +311,15 @@ class TaskBoard:
     sections: tuple = ()  # tuple[Section, ...] contributed by task packages
     plots: tuple = ()  # tuple[Plot, ...] found on disk (attach_plots)
     rank_test: str = RANK_TEST  # how the rank groups were decided
+    not_counted: str | None = None  # why the overall rank leaves it out (None: counted, or diagnostic)
+    flags: tuple = ()  # warnings shown with the board (mixed records, saturated, chance-level model)
+    n_examples: tuple = ()  # the distinct example counts of its records (one, unless mixed)
+    dates: tuple = ()  # (first, last) record date, YYYY-MM-DD
+    commits: tuple = ()  # the harness commits its records were made at (short SHA, "+dirty")
+
+    @property
+    def counted(self) -> bool:
+        return not self.audit and self.not_counted is None
 
 
 @dataclass(frozen=True)
@@ -316,6 +327,7 @@ class OverallCell:
     rank: int | None  # None: failed
     record: str
     n_ranked: int
+    value: float | None = None  # the main score (None: failed)
 
 
 @dataclass(frozen=True)
@@ -326,6 +338,8 @@ class OverallRow:
     n_with_result: int
     cells: tuple  # tuple[OverallCell | None, ...], one per board (None: not run)
     first_record: str | None
+    paper: str | None = None
+    code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -339,9 +353,23 @@ class BoardModel:
     overall_rule: str = OVERALL_RULE
     loose_plots: tuple = ()  # plots matching no board
     plot_refs: tuple = ()  # PNG paths named in the records' tables (candidates for attach_plots)
+    glossary: tuple = ()  # tuple[GlossaryEntry, ...]: every metric on the page, by name
+
+    @property
+    def counted_boards(self) -> tuple:
+        """The boards the overall rank is computed over, in page order (OverallRow.cells align with all boards)."""
+        return tuple(b for b in self.boards if b.counted)
 
     def board(self, key: str) -> TaskBoard:
         return next(b for b in self.boards if b.key == key)
+
+
+@dataclass(frozen=True)
+class GlossaryEntry:
+    metric: str
+    higher_is_better: bool
+    definition: str  # the first paragraph of the metric's docstring
+    reference: str  # the reference it follows or equals, as its class declares (may be empty)
 
 
 # -- building ------------------------------------------------------------------------------------
@@ -374,7 +402,8 @@ def _row(rank: int, r: ResultRecord, rel: str, metrics: list[str], group=None) -
                t.per_example_p50_s, t.per_example_p95_s, t.cpu_total_s, cpu_ms(r), c.forward_per_example,
                c.backward_per_example, c.mlm_per_example, cost_mark(r), t.measured_by, c.self_reported,
                c.pass_check, r.memory.peak_rss_mb, r.truncation.n_truncated, r.truncation.n_inputs, t.device,
-               group.label if group is not None else str(rank), None if group is None else group.p_next_adjusted)
+               group.label if group is not None else str(rank), None if group is None else group.p_next_adjusted,
+               r.submission.paper, r.submission.code)
 
 
 def _param_text(v) -> str:
@@ -458,9 +487,15 @@ def _task_board(b: Board) -> TaskBoard:
     failed = tuple(FailedRow(r.submission.name, r.submission.version, rel, r.error.stage, r.error.type,
                              r.error.message) for r, rel in b.failed)
     hw = tuple(sorted({hardware(r) for _, r, _ in b.ranked} | {hardware(r) for r, _ in b.failed}))
+    recs = [r for _, r, _ in b.ranked] + [r for r, _ in b.failed]
+    days = sorted(r.provenance.created_at[:10] for r in recs)
+    commits = tuple(sorted({(r.provenance.git_sha or "unknown")[:10] + ("+dirty" if r.provenance.git_dirty else "")
+                            for r in recs}))
     return TaskBoard(b.key, b.task, b.task_version, b.model, b.model_description, b.dev_accuracy,
                      b.mlm_description, b.main_metric, b.higher_is_better, b.audit, _columns(b, metrics), rows,
-                     failed, hw, _notes(b, metrics), _record_tables(b))
+                     failed, hw, _notes(b, metrics), _record_tables(b), not_counted=b.not_counted,
+                     flags=tuple(b.flags), n_examples=tuple(sorted({r.task.n_examples for r in recs})),
+                     dates=(days[0], days[-1]) if days else (), commits=commits)
 
 
 def _overall(boards: list[Board]) -> tuple:
@@ -470,11 +505,30 @@ def _overall(boards: list[Board]) -> tuple:
         for b in boards:
             hit = [(rk, rel) for rk, r, rel in b.ranked if r.submission.name == name]
             fail = [rel for r, rel in b.failed if r.submission.name == name]
-            cells.append(OverallCell(hit[0][0], hit[0][1], len(b.ranked)) if hit
+            val = [r.scores[b.main_metric].value for _, r, _ in b.ranked if r.submission.name == name]
+            cells.append(OverallCell(hit[0][0], hit[0][1], len(b.ranked), val[0]) if hit
                          else OverallCell(None, fail[0], len(b.ranked)) if fail else None)
         first = next((rel for b in boards for _, r, rel in b.ranked if r.submission.name == name),
                      next((rel for b in boards for r, rel in b.failed if r.submission.name == name), None))
-        out.append(OverallRow(rank, name, mean, k, tuple(cells), first))
+        sub = next((r.submission for b in boards for _, r, _ in b.ranked if r.submission.name == name), None)
+        out.append(OverallRow(rank, name, mean, k, tuple(cells), first, sub.paper if sub else None,
+                              sub.code if sub else None))
+    return tuple(out)
+
+
+def glossary(boards: Sequence[Board]) -> tuple:
+    """A :class:`GlossaryEntry` per metric shown on the boards (:mod:`harness.board.glossary`)."""
+    from harness.board.glossary import entry
+
+    seen: dict[str, bool] = {}
+    for b in boards:
+        for _, r, _ in b.ranked:
+            for m, sc in r.scores.items():
+                seen.setdefault(m, sc.higher_is_better)
+    out = []
+    for m in sorted(seen):
+        e = entry(m)
+        out.append(GlossaryEntry(m, seen[m], e.definition, e.reference))
     return tuple(out)
 
 
@@ -498,7 +552,8 @@ def model_from_boards(boards: Sequence[Board], n_records: int, skipped: Sequence
                 per_board.setdefault(s.board, []).append(s)
         tbs = [replace(tb, sections=tuple(per_board.get(tb.key, ()))) for tb in tbs]
     model = BoardModel(tuple(tbs), _overall(boards), len(ranking_boards(boards)), n_records,
-                       tuple(tuple(s) for s in skipped), tuple(page), plot_refs=_plot_refs(records))
+                       tuple(tuple(s) for s in skipped), tuple(page), plot_refs=_plot_refs(records),
+                       glossary=glossary(boards) if sections else ())
     return model
 
 

@@ -80,7 +80,12 @@ def render_csv(rows) -> str:
 def json_doc(model: BoardModel) -> dict:
     return {"overall_rule": model.overall_rule,
             "overall": [{"rank": o.rank, "submission": o.submission, "mean_task_rank": round(o.mean_rank, 6),
-                         "boards_with_result": o.n_with_result} for o in model.overall],
+                         "boards_with_result": o.n_with_result, "counted_boards": model.n_ranking_boards}
+                        for o in model.overall],
+            "board_info": [{"board": b.key, "counted": b.counted, "diagnostic": b.audit,
+                            "not_counted": b.not_counted, "flags": list(b.flags), "main_metric": b.main_metric,
+                            "n_examples": list(b.n_examples), "dev_accuracy": round(b.dev_accuracy, 6),
+                            "dates": list(b.dates), "commits": list(b.commits)} for b in model.boards],
             "boards": table_rows(model)}
 
 

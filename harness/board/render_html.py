@@ -18,7 +18,7 @@ import re
 
 from harness.board.model import (BoardModel, BulletList, Code, Heading, Lit, Link, Paragraph, Score, Strong,
                                  Tab, Table, TaskBoard, Text)
-from harness.board.text import SAFE_HREF, is_relative_link, md_link_target
+from harness.board.text import SAFE_HREF, first_url, is_relative_link, md_link_target
 
 FORMAT = "html"
 INDEX = "index.html"
@@ -49,11 +49,31 @@ def _th(label: str, kind: str = "num", title: str = "", cls: str = "") -> str:
 
 def _score_cell(s: Score | None, href: str, main: bool) -> str:
     if s is None:
-        return _td("", href, "", "num")
+        return _td("", href, "", "num" + ("" if main else " secondary"))
     text = (f'<span class="v">{s.value:.3f}</span>'
             f'<span class="ci">[{s.ci_low:.3f}, {s.ci_high:.3f}]</span>')
-    return _td(text, href, repr(float(s.value)), "num score" + (" main" if main else ""),
+    return _td(text, href, repr(float(s.value)), "num score" + (" main" if main else " secondary"),
                f"{s.value:.6f}, 95% CI [{s.ci_low:.6f}, {s.ci_high:.6f}], n={s.n}")
+
+
+def _name_cell(name: str, href: str, paper: str | None, code: str | None) -> str:
+    """The submission cell: its name linking to the record, then its declared paper and code
+    (plain http(s) URLs only; anything else is not linked)."""
+    urls = ((label, first_url(text)) for label, text in (("paper", paper), ("code", code)))
+    links = [f'<a class="ext" href="{_e(u)}" rel="noopener noreferrer" title="{_e(text or "")}">{label}</a>'
+             for (label, u), text in zip(urls, (paper, code)) if u]
+    extra = f' <small class="links">{" ".join(links)}</small>' if links else ""
+    return f'<td data-v="{_e(name)}" class="name"><a href="{_e(href)}">{_e(name)}</a>{extra}</td>'
+
+
+def _board_meta(b: TaskBoard) -> list[str]:
+    dates = "" if not b.dates else b.dates[0] if b.dates[0] == b.dates[-1] else f"{b.dates[0]} to {b.dates[-1]}"
+    L = [f"<p class='meta'>Examples: {_e(', '.join(str(n) for n in b.n_examples))}; records made {_e(dates)} at "
+         f"harness commit {_e(', '.join(b.commits))}.</p>"]
+    if b.not_counted:
+        L.append(f"<p class='warn'><strong>Not counted in the overall rank:</strong> {_e(b.not_counted)}.</p>")
+    L += [f"<p class='warn'><strong>Warning:</strong> {_e(f)}.</p>" for f in b.flags]
+    return L
 
 
 # -- structured text ----------------------------------------------------------------------------
@@ -154,7 +174,7 @@ def _board_panel(b: TaskBoard, res: str = "results") -> str:
         op = f"<small>operator {_e('/'.join(c.operators))}</small> " if c.operators else ""
         heads.append(_th(f"{_e(c.metric)} {arrow}<br>{op}<small>[95% CI]</small>", "num",
                          f"{c.metric}: {'higher' if c.higher_is_better else 'lower'} is better"
-                         + (" (main metric)" if c.main else ""), "main" if c.main else ""))
+                         + (" (main metric)" if c.main else ""), "main" if c.main else "secondary"))
     heads += [_th("ms/ex<br><small>p50</small>", title="wall time per example, median (batch time / batch size)",
                   cls="sep"),
               _th("ms/ex<br><small>p95</small>", title="wall time per example, 95th percentile"),
@@ -170,7 +190,7 @@ def _board_panel(b: TaskBoard, res: str = "results") -> str:
     for r in b.rows:
         href = f"{res}/{r.record}"
         cells = [_td(html.escape(r.rank_group), href, r.rank, "num rank" + (" first" if r.rank == 1 else "")),
-                 _td(_e(r.submission), href, r.submission, "name"),
+                 _name_cell(r.submission, href, r.paper, r.code),
                  _td(_e(r.version), href, r.version, "muted")]
         cells += [_score_cell(s, href, c.main) for c, s in zip(b.columns, r.scores)]
         m = r.cost_mark
@@ -185,12 +205,16 @@ def _board_panel(b: TaskBoard, res: str = "results") -> str:
                   _td("json", href, r.record, "link")]
         rows.append(f'<tr data-submission="{_e(r.submission)}">' + "".join(cells) + "</tr>")
     mlm = f" Masked LM: {_e(b.mlm_description)}." if b.mlm_description else ""
+    n_secondary = sum(1 for c in b.columns if not c.main)
     L = [f'<section class="panel" id="{_tab_id(b.key)}" data-tab="{_e(b.key)}" hidden>',
          f"<h2>{_e(b.task)} <span class='muted'>v{_e(b.task_version)}</span> on {_e(b.model)}</h2>",
          f"<p class='meta'>Model: {_e(b.model_description)}, dev accuracy {b.dev_accuracy:.4f}. Main metric: "
          f"<code>{_e(b.main_metric)}</code> ({'higher' if b.higher_is_better else 'lower'} is better).{mlm}</p>",
          "<p class='meta'>Hardware: " + " | ".join(_e(h) for h in b.hardware) + "</p>",
+         *_board_meta(b),
          f"<p class='meta'>Rank groups (a range such as 2-4 is a statistical tie): {_e(b.rank_test)}.</p>",
+         *([f'<p><button type="button" class="toggle-secondary" aria-pressed="false">show {n_secondary} secondary '
+            f'metric{"s" if n_secondary != 1 else ""}</button></p>'] if n_secondary else []),
          f'<div class="scroll"><table class="board sortable-table" data-board="{_e(b.key)}">',
          "<thead><tr>" + "".join(heads) + "</tr></thead>", "<tbody>", *rows, "</tbody></table></div>"]
     if b.failed:
@@ -247,33 +271,63 @@ def _tables_section(b: TaskBoard, res: str) -> list[str]:
 
 def _overall_panel(model: BoardModel, res: str = "results") -> str:
     boards = model.boards
-    heads = [_th("rank"), _th("submission", "text"), _th("mean task rank"), _th("boards", title="boards with a result")]
-    heads += [_th(f"{_e(b.task)}<br><small>{_e(b.model)}</small>", title=f"rank on {b.key} by {b.main_metric}")
-              for b in boards]
+    heads = [_th("rank"), _th("submission", "text"), _th("mean task rank"),
+             _th("boards", title="counted boards with a score")]
+    for b in boards:
+        why = "diagnostic, not counted" if b.audit else (f"not counted: {b.not_counted}" if b.not_counted else "counted")
+        heads.append(_th(f"{_e(b.task)}<br><small>{_e(b.model)}<br>{_e(b.main_metric)}, n="
+                         f"{_e('/'.join(str(n) for n in b.n_examples))}</small>",
+                         title=f"rank on {b.key} by {b.main_metric} (and the score); {why}",
+                         cls="" if b.counted else "muted"))
     body = []
     for o in model.overall:
         first_href = "#" if o.first_record is None else f"{res}/{o.first_record}"
         cells = [_td(str(o.rank), first_href, o.rank, "num rank" + (" first" if o.rank == 1 else "")),
-                 _td(_e(o.submission), first_href, o.submission, "name"),
+                 _name_cell(o.submission, first_href, o.paper, o.code),
                  _td(f"{o.mean_rank:.2f}", first_href, repr(o.mean_rank), "num"),
                  _td(f"{o.n_with_result}/{model.n_ranking_boards}", first_href, o.n_with_result, "num")]
-        for c in o.cells:
+        for b, c in zip(boards, o.cells):
+            extra = "" if b.counted else " muted"
             if c is None:
-                cells.append('<td class="num muted plain" data-v="">&ndash;</td>')
+                cells.append(f'<td class="num muted plain" data-v="">{"not run" if b.counted else "&ndash;"}</td>')
             elif c.rank is not None:
-                cells.append(_td(f"{c.rank}<small>/{c.n_ranked}</small>", f"{res}/{c.record}", c.rank, "num"))
+                cells.append(_td(f"{c.rank}<small>/{c.n_ranked}</small> <span class='v'>{c.value:.3f}</span>",
+                                 f"{res}/{c.record}", c.rank, "num" + extra))
             else:
-                cells.append(_td("failed", f"{res}/{c.record}", c.n_ranked + 1, "num err"))
+                cells.append(_td("failed", f"{res}/{c.record}", c.n_ranked + 1, "num err" + extra))
         body.append(f'<tr data-submission="{_e(o.submission)}">' + "".join(cells) + "</tr>")
+    info = []
+    for b in boards:
+        dates = "" if not b.dates else b.dates[0] if b.dates[0] == b.dates[-1] else f"{b.dates[0]} to {b.dates[-1]}"
+        status = "diagnostic" if b.audit else ("not counted: " + b.not_counted if b.not_counted else "counted")
+        info.append("<tr>" + "".join(f"<td>{x}</td>" for x in (
+            _e(b.key), f"<code>{_e(b.main_metric)}</code>", _e("/".join(str(n) for n in b.n_examples)),
+            _e(f"{b.model_description}, dev accuracy {b.dev_accuracy:.3f}"), _e(dates), _e(", ".join(b.commits)),
+            _e(status) + "".join(f"<br><span class='warn'>{_e(f)}</span>" for f in b.flags))) + "</tr>")
     L = ['<section class="panel" id="t-overall" data-tab="overall">', "<h2>Overall</h2>",
          f"<p class='meta'>Rule: {_e(model.overall_rule)}. Built from {model.n_records} result records; "
-         "every cell links to the record it comes from.</p>",
+         "every cell links to the record it comes from. A board cell: rank / ranked submissions, and the main "
+         "score.</p>",
          '<div class="scroll"><table class="overall sortable-table">',
-         "<thead><tr>" + "".join(heads) + "</tr></thead><tbody>", *body, "</tbody></table></div>"]
+         "<thead><tr>" + "".join(heads) + "</tr></thead><tbody>", *body, "</tbody></table></div>",
+         "<h3>Boards</h3>", '<div class="scroll"><table class="boards-info notes"><thead><tr>'
+         + "".join(f"<th>{h}</th>" for h in ("board", "main metric", "n", "reference model", "records made",
+                                               "harness commit", "in the overall rank")) + "</tr></thead><tbody>",
+         *info, "</tbody></table></div>"]
     if model.loose_plots:
         L += ["<h3>Other plots</h3>"] + _plots(model.loose_plots)
     L.append("</section>")
     return "\n".join(L)
+
+
+def _glossary_panel(model: BoardModel) -> str:
+    rows = "".join(f"<tr><td><code>{_e(g.metric)}</code></td><td>{'higher' if g.higher_is_better else 'lower'}</td>"
+                   f"<td>{_e(g.definition)}</td><td>{_e(g.reference)}</td></tr>" for g in model.glossary)
+    return ('<section class="panel" id="t-metrics" data-tab="metrics" hidden><h2>Metrics</h2>'
+            "<p class='meta'>Every metric on this page, its definition and the reference it follows "
+            "(docs/METRICS.md has the formulas and every difference from the references).</p>"
+            '<div class="scroll"><table class="glossary notes"><thead><tr><th>metric</th><th>better</th>'
+            f"<th>definition</th><th>reference</th></tr></thead><tbody>{rows}</tbody></table></div></section>")
 
 
 CSS = """
@@ -329,6 +383,10 @@ figure{margin:0;border:1px solid var(--line);border-radius:6px;padding:8px;backg
 figure img{max-width:100%;display:block;margin:auto}
 figcaption{font-size:12px;color:var(--muted);text-align:center;margin-top:4px}
 footer{padding:0 28px 24px;color:var(--muted);font-size:12px}
+table.board:not(.show-secondary) .secondary{display:none}
+button.toggle-secondary{font:inherit;padding:3px 10px;cursor:pointer}
+p.warn,span.warn{color:#9a6700}
+small.links a.ext{margin-left:4px}
 details.task-table{margin:6px 0}
 details.task-table summary{cursor:pointer;font-weight:600}
 details.task-table .scroll{margin:6px 0 12px}
@@ -384,6 +442,15 @@ JS = """
     });
     rows.forEach(function(r){ tbody.appendChild(r); });
   }
+  Array.prototype.forEach.call(document.querySelectorAll('button.toggle-secondary'), function(b){
+    var label = b.textContent;
+    b.addEventListener('click', function(){
+      var table = b.closest('section').querySelector('table.board');
+      var on = table.classList.toggle('show-secondary');
+      b.setAttribute('aria-pressed', on ? 'true' : 'false');
+      b.textContent = on ? label.replace(/^show/, 'hide') : label;
+    });
+  });
   Array.prototype.forEach.call(document.querySelectorAll('th.sortable'), function(th){
     th.addEventListener('click', function(){ sortBy(th); });
     th.addEventListener('keydown', function(e){ if(e.key === 'Enter' || e.key === ' '){ e.preventDefault(); sortBy(th); } });
@@ -399,6 +466,9 @@ def render(model: BoardModel, res: str = "results") -> str:
              for b in model.boards]
     panels = [_overall_panel(model, res)]
     panels += [_board_panel(b, res) for b in model.boards]
+    if model.glossary:
+        tabs.append('<button type="button" data-tab="metrics" role="tab">Metrics</button>')
+        panels.append(_glossary_panel(model))
     groups: dict = {}  # tab -> its page-level sections, tabs in order of first appearance
     for s in model.sections:
         if FORMAT in s.formats:

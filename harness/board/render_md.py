@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from harness.board.model import (BoardModel, BulletList, Code, Heading, Lit, Link, Paragraph, Strong, Table,
                                  TaskBoard, Text)
-from harness.board.text import is_relative_link, md_code, md_escape, md_link_target
+from harness.board.text import is_relative_link, first_url, md_code, md_escape, md_link_target
 
 FORMAT = "markdown"
 
@@ -78,7 +78,13 @@ def _board(b: TaskBoard) -> list[str]:
          f"{md_code(b.main_metric, 100)} ({'higher' if b.higher_is_better else 'lower'} is better)."
          + (f" Masked LM: {E(b.mlm_description, 600)}." if b.mlm_description else "")
          + (" Diagnostic board: shown, not counted in the overall rank." if b.audit else ""), "",
-         f"Rank groups (a range such as 2-4 is a statistical tie): {E(b.rank_test, 300)}.", ""]
+         f"Examples: {', '.join(str(n) for n in b.n_examples)}; records made {_dates(b)} at harness commit "
+         f"{', '.join(E(c, 40) for c in b.commits)}.", ""]
+    if b.not_counted:
+        L += [f"**Not counted in the overall rank:** {E(b.not_counted, 400)}.", ""]
+    for f in b.flags:
+        L += [f"**Warning:** {E(f, 600)}.", ""]
+    L += [f"Rank groups (a range such as 2-4 is a statistical tie): {E(b.rank_test, 300)}.", ""]
     heads = ["rank", "submission", "version"]
     for c in b.columns:
         op = f" (operator {E('/'.join(c.operators), 100)})" if c.operators else ""
@@ -88,7 +94,7 @@ def _board(b: TaskBoard) -> list[str]:
     L.append("| " + " | ".join(heads) + " |")
     L.append("|" + "|".join(["---:"] + ["---"] * 2 + ["---"] * len(b.columns) + ["---:"] * 8 + ["---", "---"]) + "|")
     for r in b.rows:
-        cells = [E(r.rank_group, 20), E(r.submission, 100), E(r.version, 40)]
+        cells = [E(r.rank_group, 20), E(r.submission, 100) + _links(r.paper, r.code), E(r.version, 40)]
         cells += ["" if s is None else s.text for s in r.scores]
         mark = r.cost_mark
         cells += [f"{r.p50_s * 1000:.2f}", f"{r.p95_s * 1000:.2f}", r.cpu_ms,
@@ -102,6 +108,29 @@ def _board(b: TaskBoard) -> list[str]:
         L += ["", "Failed submissions (not ranked):", "", "| submission | stage | error |", "|---|---|---|"]
         for f in b.failed:
             L.append(f"| {E(f.submission, 100)} | {E(f.stage)} | {E(f'{f.error_type}: {f.message}', 300)} |")
+    return L
+
+
+def _dates(b: TaskBoard) -> str:
+    if not b.dates:
+        return "(no date)"
+    return b.dates[0] if b.dates[0] == b.dates[-1] else f"{b.dates[0]} to {b.dates[-1]}"
+
+
+def _links(paper: str | None, code: str | None) -> str:
+    """`` ([paper](url), [code](url))`` for the declared links that are plain http(s) URLs."""
+    urls = ((label, first_url(text)) for label, text in (("paper", paper), ("code", code)))
+    out = [f"[{label}]({url})" for label, url in urls if url]
+    return f" ({', '.join(out)})" if out else ""
+
+
+def _glossary(model: BoardModel) -> list[str]:
+    if not model.glossary:
+        return []
+    L = ["", "### Metrics", "", "| metric | better | definition | reference |", "|---|---|---|---|"]
+    for g in model.glossary:
+        L.append(f"| {md_code(g.metric, 100)} | {'higher' if g.higher_is_better else 'lower'} | "
+                 f"{md_escape(g.definition, 600)} | {md_escape(g.reference, 300)} |")
     return L
 
 
@@ -120,10 +149,26 @@ def render(model: BoardModel) -> str:
     if model.skipped:
         L += [f"Skipped {len(model.skipped)} result file(s) that are not valid records: "
               + ", ".join(E(rel, 200) for rel, _ in model.skipped) + " (reasons in the build log).", ""]
+    counted = [(i, b) for i, b in enumerate(model.boards) if b.counted]
     L += ["## Overall", "", f"Rule: {model.overall_rule}.", "",
-          "| rank | submission | mean task rank | boards with a result |", "|---:|---|---:|---:|"]
+          "Each board column: rank / ranked submissions, and the main score.", "",
+          "| rank | submission | mean task rank | boards with a result | "
+          + " | ".join(f"{E(b.key, 120)} ({md_code(b.main_metric, 60)}, n={'/'.join(str(n) for n in b.n_examples)})"
+                       for _, b in counted) + " |",
+          "|---:|---|---:|---:|" + "---:|" * len(counted)]
     for o in model.overall:
-        L.append(f"| {o.rank} | {E(o.submission, 100)} | {o.mean_rank:.2f} | {o.n_with_result}/{model.n_ranking_boards} |")
+        cells = []
+        for i, _ in counted:
+            c = o.cells[i]
+            cells.append("not run" if c is None else "failed" if c.rank is None
+                         else f"{c.rank}/{c.n_ranked} ({c.value:.3f})")
+        L.append(f"| {o.rank} | {E(o.submission, 100)}{_links(o.paper, o.code)} | {o.mean_rank:.2f} | "
+                 f"{o.n_with_result}/{model.n_ranking_boards} | " + " | ".join(cells) + " |")
+    left_out = [b for b in model.boards if not b.counted]
+    if left_out:
+        L += ["", "Boards shown but not counted: " + "; ".join(
+            f"{E(b.key, 120)} ({'diagnostic' if b.audit else E(b.not_counted, 300)})" for b in left_out) + "."]
+    L += _glossary(model)
     for b in model.boards:
         L += _board(b)
     L += section_lines(model.sections)

@@ -70,3 +70,26 @@ def is_relative_link(path: str) -> bool:
     """``path`` names no scheme (``javascript:``, ``data:``, ``http:``) and no ``//host``: a
     relative path (or ``#anchor``) only."""
     return not _SCHEME.match(str(path))
+
+
+_URL = re.compile(r"https?://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?(?:/[A-Za-z0-9_.~/%#?=&+-]*)?")
+"""A plain http(s) URL: host, optional port and a path of unreserved characters (no quotes,
+spaces, parentheses, brackets or angle brackets that could end a Markdown link or an attribute)."""
+
+
+def is_url(value) -> bool:
+    """``value`` is a plain http(s) URL (:data:`_URL`): safe as a link target as it is."""
+    return bool(_URL.fullmatch(str(value or ""))) and len(str(value)) <= 500
+
+
+_URL_IN_TEXT = re.compile(_URL.pattern)
+
+
+def first_url(value) -> str | None:
+    """The first plain http(s) URL in ``value`` (a citation such as ``"Author 2017, Title,
+    https://arxiv.org/abs/1703.01365"``), without a sentence's trailing dot; None if there is none."""
+    m = _URL_IN_TEXT.search(str(value or ""))
+    if m is None:
+        return None
+    url = m.group(0).rstrip(".,;")
+    return url if is_url(url) else None

@@ -67,9 +67,15 @@ class PRCheckReport:
             for r in self.ranks:
                 L.append(f"  {r['board']}: rank {r['rank']}/{r['of']} by {r['main_metric']} = {r['value']:.3f} "
                          f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]")
-        if self.overall:
+        if self.overall and "rank" in self.overall:
             o = self.overall
             L.append(f"  overall: rank {o['rank']}/{o['of']} (mean task rank {o['mean_task_rank']:.2f})")
+        elif self.overall:
+            o = self.overall
+            L.append(f"  overall: not computed: the submission ran on {o['boards']} of the {o['counted_boards']} "
+                     f"counted boards (missing: {', '.join(o['missing'])}); an overall rank from a partial run "
+                     "would count every missing board as a failure. Run pr-check on every task of the board "
+                     "(--tasks ...) for it.")
         return "\n".join(L)
 
 
@@ -197,7 +203,7 @@ def sandboxed_run_kwargs() -> dict[str, Any]:
 
 def rank_against(existing: list, new: list, name: str) -> tuple[list[dict], dict | None]:
     """The submission's ranks when ``new`` records join the ``existing`` board."""
-    from harness.board.leaderboard import build_boards, overall
+    from harness.board.leaderboard import build_boards, overall, ranking_boards
 
     merged = [(r, p) for r, p in existing if r.submission.name != name] + list(new)
     boards = build_boards(merged)
@@ -208,6 +214,11 @@ def rank_against(existing: list, new: list, name: str) -> tuple[list[dict], dict
                 s = r.scores[b.main_metric]
                 ranks.append({"board": b.key, "rank": rank, "of": len(b.ranked), "main_metric": b.main_metric,
                               "value": s.value, "ci_low": s.ci_low, "ci_high": s.ci_high})
+    counted = ranking_boards(boards)
+    ran = {b.key for b in counted if any(r.submission.name == name for _, r, _ in b.ranked)}
+    missing = sorted(b.key for b in counted if b.key not in ran)
+    if missing:  # never an overall rank from a partial run: say what is missing instead
+        return ranks, dict(boards=len(ran), counted_boards=len(counted), missing=missing)
     rows = overall(boards)
     mine = [dict(rank=rk, of=len(rows), mean_task_rank=m, boards=k) for rk, n, m, k in rows if n == name]
     return ranks, (mine[0] if mine else None)

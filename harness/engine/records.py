@@ -61,6 +61,10 @@ class SubmissionInfo(_Strict):
     params: dict[str, Finite]
     code_hash: str
     level: Optional[Literal["token", "word"]] = None
+    paper: Optional[str] = None
+    """The paper its ``submission.toml`` declares (a URL or a citation), shown on the board."""
+    code: Optional[str] = None
+    """Its code repository as declared, shown on the board."""
 
 
 class TaskInfo(_Strict):
@@ -84,6 +88,10 @@ class ModelInfo(_Strict):
     recipe_hash: str
     model_hash: str
     dev_accuracy: float
+    num_labels: Optional[int] = None
+    majority_dev_accuracy: Optional[float] = None
+    """The dev split's most frequent label's share: the accuracy of always guessing it. With
+    ``num_labels`` the board's chance level (:func:`harness.board.boards.chance_level`)."""
 
 
 class MaskedLMInfo(_Strict):

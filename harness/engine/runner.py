@@ -642,6 +642,14 @@ def _official_info(ctx: TaskContext, config: RunConfig):
                        hidden_subset=config.hidden_subset or None, pool_size=ctx.pool_size)
 
 
+def _majority_share(dev) -> float | None:
+    """The share of the most frequent label in the dev split (None: no dev split)."""
+    from collections import Counter
+
+    labels = Counter(int(y) for _, y in dev)
+    return max(labels.values()) / len(dev) if dev else None
+
+
 def _base_record(sub: Submission, ctx: TaskContext, config: RunConfig, spec: RunSpec, status: str, level=None,
                  isolation=None):
     tspec = ctx.task.spec
@@ -649,13 +657,15 @@ def _base_record(sub: Submission, ctx: TaskContext, config: RunConfig, spec: Run
         isolation=isolation, official=_official_info(ctx, config),
         status=status, run_key=spec.key(), run_spec=spec,
         submission=SubmissionInfo(name=sub.name, version=sub.meta.version, params=sub.params,
-                                  code_hash=sub.code_hash, level=level),
+                                  code_hash=sub.code_hash, level=level, paper=sub.meta.paper or None,
+                                  code=sub.meta.code or None),
         task=TaskInfo(name=tspec.name, version=tspec.version, spec_hash=tspec.hash(), main_metric=tspec.main_metric,
                       n_examples=len(ctx.data.examples), data_hash=ctx.data.data_hash,
                       data_source=f"{tspec.dataset.source}:{tspec.dataset.id}",
                       load_report=dict(ctx.task.load_report or {}), overrides=spec.task_overrides),
         model=ModelInfo(name=ctx.ref.bundle.name, description=ctx.ref.description, recipe_hash=ctx.ref.recipe.hash(),
-                        model_hash=ctx.ref.model_hash, dev_accuracy=ctx.ref.dev_accuracy),
+                        model_hash=ctx.ref.model_hash, dev_accuracy=ctx.ref.dev_accuracy,
+                        num_labels=tspec.num_labels, majority_dev_accuracy=_majority_share(ctx.data.dev)),
         mlm=None if ctx.mlm is None else MaskedLMInfo(
             name=ctx.mlm.name, description=ctx.mlm.description, model_hash=ctx.mlm.model_hash,
             recipe_hash=getattr(ctx.mlm, "recipe_hash", None)),
@@ -850,6 +860,8 @@ def apply_threads(task: Task, config: RunConfig, share: int = 1) -> int:
     cores // share, so that they do not oversubscribe the cores."""
     import torch
 
+    from harness.core.threads import limit_blas, set_threads
+
     want = config.threads
     if want == "auto":
         recipe = task.model_recipe()
@@ -861,7 +873,8 @@ def apply_threads(task: Task, config: RunConfig, share: int = 1) -> int:
     if want is None:  # torch's default, shared out between the processes running cells side by side
         want = _TORCH_DEFAULT_THREADS if share <= 1 else max(1, (os.cpu_count() or 1) // share)
     if want is not None:
-        torch.set_num_threads(max(1, int(want)))
+        return set_threads(want)
+    limit_blas()
     return torch.get_num_threads()
 
 

@@ -176,6 +176,20 @@ def load_builtin_tasks() -> None:
     tasks.load_all()  # every task package under tasks/ registers its tasks
 
 
+def declared_default_submissions(name: str) -> tuple[str, ...] | None:
+    """The task's declared :attr:`Task.default_submissions`, read from its factory's return type
+    without building the task (None: every submission, or an unknown task)."""
+    import typing
+
+    load_builtin_tasks()
+    if name not in TASKS:
+        return None
+    factory = TASKS.get(name)
+    cls = factory if isinstance(factory, type) else typing.get_type_hints(factory).get("return")
+    subset = getattr(cls, "default_submissions", None) if isinstance(cls, type) else None
+    return tuple(subset) if subset is not None else None
+
+
 def get_task(name: str, **overrides) -> Task:
     load_builtin_tasks()
     task = TASKS.get(name)(**overrides)

@@ -59,3 +59,20 @@ def write_plots(records, out_dir: Path) -> list[Path]:
 @register_section(plots=write_plots)
 def sections(boards) -> list[Section]:
     return [s for s in (bucket_section(b) for b in boards) if s is not None]
+
+
+# -- glossary entries of the metrics this task computes in its own loop (docs/FRAGILITY.md) -----
+from harness.board.glossary import describe  # noqa: E402
+
+for _obj, _what in (("l2", "the L2 objective"), ("delta_lom", "the Delta-LOM objective"),
+                    ("random", "random valid swaps (the control)")):
+    describe(f"rank_corr_{_obj}", f"Clipped Spearman correlation between the original and the attacked map under "
+             f"{_what}, mean over the perturbation buckets an input reached.", "paper 000 eq. 4")
+    describe(f"top50_{_obj}", f"Share of the original top-50% words still in the attacked map's top 50% under "
+             f"{_what}, mean over the buckets an input reached.", "paper 000 eq. 5")
+describe("fragility_rank_corr", "Per input, the clipped Spearman correlation (max(0, rho)) between the original map "
+         "and the map after the word-swap attack, under the strongest objective (L2, Delta-LOM or random); higher "
+         "is more robust.", "paper 000 (ExplainFooler) eq. 4, Algorithm 1")
+describe("fragility_top50", "Per input, the share of the original top-50% words that stay in the attacked map's top "
+         "50%, under the strongest objective.", "paper 000 eq. 5")
+del _obj, _what

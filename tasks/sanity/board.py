@@ -119,6 +119,37 @@ def _shared(f) -> tuple:
     return join(parts, "; ")
 
 
+def bias_summary(m) -> tuple:
+    """One paragraph above a bias matrix: how far the two rankings agree (Kendall tau-b of the ranks),
+    how many pairs flip and how many of those the operator bias explains, the largest rank changes,
+    and the mean rank change of the explainers that delete words and of those that fill them in."""
+    from scipy.stats import kendalltau
+
+    n = len(m.rows)
+    parts = [f"Summary: {n} submissions. "]
+    if n >= 2:
+        tau = kendalltau([r["deletion_rank"] for r in m.rows], [r["deletion_bert_rank"] for r in m.rows]).statistic
+        parts.append(f"The two rankings agree with Kendall tau-b {tau:.2f} (1: the same order). " if tau == tau
+                     else "The rankings are constant, so no correlation is defined. ")
+    consistent = sum(f.consistent_with_bias for f in m.flips)
+    parts.append(f"{len(m.flips)} of {n * (n - 1) // 2} pairs flip between Deletion and Deletion_BERT; {consistent} "
+                 "of them the way the operator bias predicts. ")
+    moved = sorted(m.rows, key=lambda r: (-abs(r["rank_shift"]), r["submission"]))[:3]
+    spans: list = []
+    if moved and moved[0]["rank_shift"]:
+        spans.append(rich("Largest rank changes (Deletion_BERT rank minus Deletion rank): "))
+        spans.append(join([rich(_E(r["submission"]), f" {r['rank_shift']:+d}") for r in moved if r["rank_shift"]], ", "))
+        spans.append(rich(". "))
+    by_op: dict[str, list[int]] = {}
+    for r in m.rows:
+        by_op.setdefault(r["operator"] or "none", []).append(r["rank_shift"])
+    if len(by_op) > 1:
+        spans.append(rich("Mean rank change by how an explainer removes words: "))
+        spans.append(join([rich(_C(op), f" {sum(v) / len(v):+.1f} ({len(v)})") for op, v in sorted(by_op.items())], ", "))
+        spans.append(rich(" (positive: worse under Deletion_BERT)."))
+    return rich("".join(parts), *spans)
+
+
 def bias_blocks(boards) -> tuple:
     mats = [m for m in (bias_matrix(b.task, b.model, _records(b)) for b in boards) if m is not None]
     if not mats:
@@ -126,6 +157,7 @@ def bias_blocks(boards) -> tuple:
     L: list = [Heading(2, rich("Metric bias")), Paragraph(BIAS_INTRO)]
     for m in mats:
         L.append(Heading(3, rich(_E(m.task), " on ", _E(m.model))))
+        L.append(Paragraph(bias_summary(m)))
         L.append(_table(["submission", "removes by", "Deletion AUC ↓", "rank", "Deletion_BERT AUC ↓", "rank",
                          "rank change (BERT - Deletion)"], ["---", "---", "---:", "---:", "---:", "---:", "---:"],
                         [(_E(r["submission"]), _E(r["operator"] or "none"), (Lit(f"{r['deletion_auc']:.4f}"),),
@@ -246,3 +278,27 @@ def sections(boards) -> list[Section]:
     if sanity:
         out.append(Section("sanity.sanity-checks", "Sanity checks", sanity, tab=TAB))
     return out
+
+
+# -- glossary entries of the metrics this task computes in its own loop (docs/SANITY.md) --------
+from harness.board.glossary import describe  # noqa: E402
+
+describe("head_sign_change", "Share of words whose attribution changes sign after the classification layer is "
+         "re-initialised (mean over head seeds): an explainer that follows the model changes.",
+         "paper 003 sec. 5.3, table A5 (classifier-head sanity check)")
+describe("head_magnitude_change", "Mean relative change of the attributions' magnitude after the classification "
+         "layer is re-initialised.", "paper 003 sec. 5.3, table A5")
+describe("head_absolute_change", "Mean absolute change of the (normalised) attributions after the classification "
+         "layer is re-initialised.", "paper 003 sec. 5.3")
+describe("rho_repeat", "Spearman correlation of the map with itself under another explainer seed on the same "
+         "model: the noise ceiling of the randomization checks.", "paper 001 sec. 2.2.3.3")
+describe("rho_top_block", "Spearman correlation with the original map after re-initialising the top transformer "
+         "block (cascading randomization, first step).", "paper 001 fig. 4.6-4.7 (Adebayo et al. 2018)")
+describe("rho_all_blocks", "Spearman correlation with the original map after re-initialising every transformer "
+         "block (cascading randomization, last step).", "paper 001 fig. 4.6-4.7 (Adebayo et al. 2018)")
+describe("rho_independent_mean", "Mean Spearman correlation with the original map when each block is "
+         "re-initialised alone (independent randomization).", "paper 001 fig. 4.6-4.7 (Adebayo et al. 2018)")
+describe("dit_jaccard", "Jaccard@25% between the maps of reference models trained from different initialisation "
+         "seeds (data-identical training).", "paper 004 table 3")
+describe("uit_jaccard", "Jaccard@25% between the maps of the trained model and of the model with an untrained "
+         "head.", "paper 004 table 3")
