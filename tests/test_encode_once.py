@@ -256,3 +256,57 @@ def test_lime_and_shap_rows_from_masks_make_no_tokenizer_call():
             assert calls == [], name
     finally:
         encoding._backend = orig
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_long_single_inputs_are_truncated_from_pieces_exactly(family):
+    """A single-segment row over max_length is cut by the truncation policy from its pieces (its
+    trailing kept words dropped until it fits): the same tensors as tokenizing the word list."""
+    from harness.explain_utils import keep_words
+    from harness.models.removal import kept_batches
+
+    bundle = _kept_bundle(family, max_length=16, batch_size=8)
+    memo = pieces.memo_for(bundle.tokenizer)
+    long_ = (tuple(WORDS[:40]),)
+    encode(bundle.tokenizer, [long_], bundle.max_length)  # the original, as the harness encodes it first
+    rng = np.random.default_rng(3)
+    keeps = [rng.random(40) > p for p in np.linspace(0.0, 0.9, 24)]
+    keeps[0][:] = True
+    segs = [long_] * len(keeps)
+    before = memo.composed
+    for c, (ids, att, _) in enumerate(kept_batches(bundle, segs, keeps)):
+        rows = [keep_words(s, k) for s, k in zip(segs[c * 8:(c + 1) * 8], keeps[c * 8:(c + 1) * 8])]
+        ref = encode(bundle.tokenizer, rows, bundle.max_length, memo=False)
+        assert torch.equal(ids, ref.input_ids) and torch.equal(att, ref.attention_mask), (family, c)
+    assert memo.composed - before == len(keeps)  # composed, not tokenized
+    assert int(ref.attention_mask.sum(1).max()) <= bundle.max_length
+
+
+def test_removal_rows_that_encode_alike_go_to_the_model_once():
+    """Deleting words past the truncation window leaves the row's tokens unchanged: such rows are
+    forwarded once, and every row still gets the probabilities of its own word list."""
+    from harness.explain_utils import keep_words
+    from harness.models.removal import removed_proba
+
+    bundle = _kept_bundle("bert", max_length=16, batch_size=8)
+    long_ = (tuple(WORDS[:40]),)
+    removes = []
+    for j in range(39, 19, -1):  # delete trailing words one by one: all past the 16-token window
+        r = np.zeros(40, dtype=bool)
+        r[j:] = True
+        removes.append(r)
+    removes.append(np.r_[True, np.zeros(39, dtype=bool)])  # the first word: a different row
+    rows_sent = []
+    real = bundle.proba
+
+    def counting(ids, *a, **k):
+        rows_sent.append(ids.shape[0])
+        return real(ids, *a, **k)
+
+    bundle.proba = counting
+    p = removed_proba(bundle, [long_] * len(removes), removes, "delete")
+    bundle.proba = real
+    assert sum(rows_sent) == 2
+    q = bundle.proba_of_segments([keep_words(long_, ~r) for r in removes])
+    np.testing.assert_allclose(p, q, atol=1e-6)
+    assert np.abs(p[:-1] - p[0]).max() == 0 and np.abs(p[-1] - p[0]).max() > 0

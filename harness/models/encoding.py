@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import chain
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -261,21 +262,9 @@ def encode(tokenizer, batch_segments: list[Segments], max_length: int, device=No
     pm.tokenized += len(todo)
     if todo:
         enc = _tokenize_batch(tokenizer, [batch_segments[i] for i in todo], max_length, n_seg)
-        types_t = enc.token_type_ids
         for b, i in enumerate(todo):
-            L = int(enc.attention_mask[b].sum())
-            ids = enc.input_ids[b, :L].tolist()
-            types = types_t[b, :L].tolist() if types_t is not None else [0] * L
-            special = enc.special_tokens_mask[b, :L].long().tolist()
-            wids = enc.word_ids[b][:L]
-            rows[i] = (ids, types, special, wids)
+            rows[i] = _learn_row(pm, enc, b)
             fitted[i], truncated[i] = enc.segments[b], enc.truncated[b]
-            offsets = [0]
-            for sg in fitted[i][:-1]:
-                offsets.append(offsets[-1] + len(sg))
-            seqs = [None if w is None else max(k for k, o in enumerate(offsets) if o <= w) for w in wids]
-            local = [None if w is None else w - offsets[sq] for w, sq in zip(wids, seqs)]
-            pm.learn(fitted[i], ids, types, local, seqs)  # (an empty input's filler token teaches nothing)
     lens = np.fromiter((len(r[0]) for r in rows), dtype=np.int64, count=len(rows))
     T, total = int(lens.max()), int(lens.sum())
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -304,6 +293,44 @@ def _to(enc: Encoded, device) -> Encoded:
                    token_type_ids=enc.token_type_ids.to(dev) if enc.token_type_ids is not None else None,
                    special_tokens_mask=enc.special_tokens_mask.to(dev), word_ids=enc.word_ids,
                    segments=enc.segments, truncated=enc.truncated)
+
+
+def _learn_row(pm, enc: Encoded, b: int) -> tuple:
+    """Row ``b`` of a tokenized batch as ``(ids, types, special, word ids)``, learned by the memo
+    ``pm`` (an empty input's filler token teaches nothing)."""
+    types_t = enc.token_type_ids
+    L = int(enc.attention_mask[b].sum())
+    ids = enc.input_ids[b, :L].tolist()
+    types = types_t[b, :L].tolist() if types_t is not None else [0] * L
+    special = enc.special_tokens_mask[b, :L].long().tolist()
+    wids = enc.word_ids[b][:L]
+    segs = enc.segments[b]
+    offsets = [0]
+    for sg in segs[:-1]:
+        offsets.append(offsets[-1] + len(sg))
+    seqs = [None if w is None else max(k for k, o in enumerate(offsets) if o <= w) for w in wids]
+    local = [None if w is None else w - offsets[sq] for w, sq in zip(wids, seqs)]
+    pm.learn(segs, ids, types, local, seqs)
+    return ids, types, special, wids
+
+
+def learn_pieces(tokenizer, inputs: Sequence[Segments]) -> None:
+    """Teach the tokenizer's piece memo every word of ``inputs``, truncation aside: one tokenizer
+    call per segment count, on the whole inputs (an over-long input's words past ``max_length``
+    included, so that its deletions can be composed and then truncated by the policy)."""
+    from harness.models.pieces import memo_for
+
+    pm = memo_for(tokenizer)
+    if pm is None:
+        return
+    by_n: dict[int, list[Segments]] = {}
+    for segs in inputs:
+        if any(len(s) for s in segs):
+            by_n.setdefault(len(segs), []).append(segs)
+    for n_seg, rows in by_n.items():
+        enc = _tokenize_batch(tokenizer, rows, 2 ** 31, n_seg)
+        for b in range(len(rows)):
+            _learn_row(pm, enc, b)
 
 
 def _tokenize_batch(tokenizer, batch_segments: list[Segments], max_length: int, n_seg: int) -> Encoded:

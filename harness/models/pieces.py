@@ -158,7 +158,9 @@ class PieceMemo:
         """The padded ``(ids, types, lengths)`` numpy arrays of ``segments`` with only the words
         flagged in each row of ``keeps`` (n, words) kept: what composing
         ``keep_words(segments, keep)`` row by row gives, built for all rows at once (no word lists).
-        None when a needed piece or the template is unknown, or a row would be empty or too long."""
+        A single-segment row over ``max_length`` is truncated by the policy (its trailing kept words
+        dropped until it fits), as :func:`harness.models.encoding.fit_segments` would.  None when a
+        needed piece or the template is unknown, a row would be empty, or a pair is too long."""
         import numpy as np
 
         if self.disabled:
@@ -209,6 +211,22 @@ class PieceMemo:
         wi = np.flatnonzero(~special)
         sel[:, wi] = keeps[:, word_a[wi]] & (first[:, word_a[wi]] == (variant_a[wi] == 1))
         lens = sel.sum(1)
+        if n and lens.max() > max_length:
+            if len(segments) != 1:  # pairs: the policy's longest-segment rule, left to the tokenizing path
+                return None
+            # the truncation policy on one segment: its trailing kept words go until the row fits, i.e.
+            # a word stays iff the kept tokens up to its end (specials aside) fit into the budget
+            budget = max_length - int(special.sum())
+            words_sel = sel[:, wi]
+            last = np.zeros(int(word_a.max()) + 1 if wi.size else 0, dtype=np.int64)
+            last[word_a[wi]] = np.arange(wi.size)  # each word's last candidate token (tokens are in word order)
+            end = np.cumsum(words_sel, axis=1)[:, last[word_a[wi]]]
+            kept = words_sel & (end <= budget)
+            over = lens > max_length
+            if (kept[over].sum(1) == 0).any():  # even the first kept word does not fit: the policy raises
+                return None
+            sel[np.ix_(over, wi)] = kept[over]
+            lens = sel.sum(1)
         if n == 0 or lens.min() == 0 or lens.max() > max_length:
             return None
         T = int(lens.max())

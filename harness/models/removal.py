@@ -108,7 +108,7 @@ def _kept_group(bundle, memo, segments: Segments, keeps: np.ndarray, failed: set
     """``(ids, types, lengths)`` numpy arrays of one input with only the ``keeps`` rows' words:
     composed by the piece memo when it can (learning the pieces it lacks with one real tokenizer
     call), else through :meth:`bundle.encode` of the word lists (the same tokens)."""
-    from harness.models.encoding import uses_token_types
+    from harness.models.encoding import learn_pieces, uses_token_types
 
     tok = bundle.tokenizer
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
@@ -118,7 +118,7 @@ def _kept_group(bundle, memo, segments: Segments, keeps: np.ndarray, failed: set
         if got is None:
             missing = memo.missing_for_kept(segments, keeps)
             if missing:
-                bundle.encode(missing)  # learns
+                learn_pieces(tok, missing)  # one untruncated tokenizer call: every word's pieces
                 got = memo.compose_kept(segments, keeps, bundle.max_length, pad_id, pad_type)
         if got is not None:
             return got
@@ -138,6 +138,16 @@ def kept_batches(bundle, segments: Sequence[Segments], keeps: Sequence[np.ndarra
     built from each input's word pieces with numpy (:meth:`PieceMemo.compose_kept`) instead of one
     word list and one composed row at a time.  Rows of the same input should share one
     ``segments`` object (they are grouped by identity)."""
+    return kept_rows(bundle, segments, keeps, batch_size)[1]
+
+
+def kept_rows(bundle, segments: Sequence[Segments], keeps: Sequence[np.ndarray], batch_size: int | None = None,
+              dedup: bool = False):
+    """``(inverse, batches)``: :func:`kept_batches`' model inputs, and with ``dedup`` only the
+    distinct rows of each input (first occurrences, in row order), ``inverse[i]`` being the
+    position of row i's distinct row (None without ``dedup``).  Rows of one input that encode to
+    the same tokens (a removal step that deletes only words past the truncation window, a
+    coalition drawn twice) are then sent to the model once."""
     import torch
 
     from harness.models.encoding import uses_token_types
@@ -153,37 +163,54 @@ def kept_batches(bundle, segments: Sequence[Segments], keeps: Sequence[np.ndarra
     groups: dict[int, tuple] = {}
     for r in range(len(segments)):
         groups.setdefault(id(segments[r]), (segments[r], []))[1].append(r)
-    where = np.empty((len(segments), 2), dtype=np.int64)  # row -> (group, row within the group)
+    n = len(segments)
+    where = np.empty((n, 2), dtype=np.int64)  # row -> (group, row within the group)
     built = []
     failed: set = set()
+    rep = np.arange(n)  # row -> the row whose tokens it has (itself unless deduplicated)
     for g, (segs, rows) in enumerate(groups.values()):
         k = np.stack([np.asarray(keeps[r], dtype=bool) for r in rows])
         if k.shape[1] != sum(len(x) for x in segs):
             raise ValueError(f"keep masks have {k.shape[1]} flags, input has {sum(len(x) for x in segs)} words")
-        built.append(_kept_group(bundle, memo, segs, k, failed))
-        where[rows, 0] = g
-        where[rows, 1] = np.arange(len(rows))
-    lens_all = np.empty(len(segments), dtype=np.int64)
+        gi, gt, gl = _kept_group(bundle, memo, segs, k, failed)
+        built.append((gi, gt, gl))
+        rows_a = np.asarray(rows)
+        where[rows_a, 0] = g
+        where[rows_a, 1] = np.arange(len(rows))
+        if dedup and len(rows) > 1:
+            _, first, inv = np.unique(np.concatenate([gi, gt], 1), axis=0, return_index=True, return_inverse=True)
+            rep[rows_a] = rows_a[first][inv.reshape(-1)]
+    order = np.flatnonzero(rep == np.arange(n)) if dedup else np.arange(n)
+    inverse = None
+    if dedup:
+        pos = np.empty(n, dtype=np.int64)
+        pos[order] = np.arange(order.size)
+        inverse = pos[rep]
+    lens_all = np.empty(n, dtype=np.int64)
     for g, (_, _, gl) in enumerate(built):
         sel = where[:, 0] == g
         lens_all[sel] = gl[where[sel, 1]]
-    dev = bundle.device
-    for start in range(0, len(segments), bs):
-        stop = min(start + bs, len(segments))
-        lens = lens_all[start:stop]
-        T = int(lens.max())
-        ids = np.full((stop - start, T), pad_id, dtype=np.int64)
-        types = np.full((stop - start, T), pad_type, dtype=np.int64)
-        w = where[start:stop]
-        for g in np.unique(w[:, 0]).tolist():
-            at = np.flatnonzero(w[:, 0] == g)
-            gi, gt, _ = built[g]
-            width = min(gi.shape[1], T)
-            ids[at, :width] = gi[w[at, 1], :width]
-            types[at, :width] = gt[w[at, 1], :width]
-        att = (np.arange(T)[None, :] < lens[:, None]).astype(np.int64)
-        yield (torch.from_numpy(ids).to(dev), torch.from_numpy(att).to(dev),
-               torch.from_numpy(types).to(dev) if with_types else None)
+
+    def batches():
+        dev = bundle.device
+        for start in range(0, order.size, bs):
+            idx = order[start:start + bs]
+            lens = lens_all[idx]
+            T = int(lens.max())
+            ids = np.full((idx.size, T), pad_id, dtype=np.int64)
+            types = np.full((idx.size, T), pad_type, dtype=np.int64)
+            w = where[idx]
+            for g in np.unique(w[:, 0]).tolist():
+                at = np.flatnonzero(w[:, 0] == g)
+                gi, gt, _ = built[g]
+                width = min(gi.shape[1], T)
+                ids[at, :width] = gi[w[at, 1], :width]
+                types[at, :width] = gt[w[at, 1], :width]
+            att = (np.arange(T)[None, :] < lens[:, None]).astype(np.int64)
+            yield (torch.from_numpy(ids).to(dev), torch.from_numpy(att).to(dev),
+                   torch.from_numpy(types).to(dev) if with_types else None)
+
+    return inverse, batches()
 
 
 def composable(bundle) -> bool:
@@ -195,14 +222,17 @@ def composable(bundle) -> bool:
         and type(bundle).encode is ModelBundle.encode
 
 
-def _kept_outputs(bundle, segments, removes, batch_size, forward) -> list:
+def _kept_outputs(bundle, segments, removes, batch_size, forward, width: int) -> np.ndarray:
+    """``forward``'s outputs (N, width) for the rows with the ``removes`` words deleted, in row
+    order; rows of one input that encode to the same tokens go to the model once."""
     import torch
 
-    out = []
+    inverse, batches = kept_rows(bundle, segments, [~r for r in removes], batch_size, dedup=True)
     with torch.no_grad():
-        for ids, att, tt in kept_batches(bundle, segments, [~r for r in removes], batch_size):
-            out.append(forward(ids, att, tt, None))
-    return out
+        out = [forward(ids, att, tt, None) for ids, att, tt in batches]
+    if not out:
+        return np.zeros((0, width))
+    return np.concatenate(out, 0)[inverse]
 
 
 def removed_proba(bundle, segments: Sequence[Segments], removes: Sequence[np.ndarray], operator: str,
@@ -215,9 +245,9 @@ def removed_proba(bundle, segments: Sequence[Segments], removes: Sequence[np.nda
     if operator == "delete" and not composable(bundle):
         return bundle.proba_of_segments([keep_words(s, ~r) for s, r in zip(segments, removes)], batch_size)
     if operator == "delete":
-        out = _kept_outputs(bundle, segments, removes, batch_size,
-                            lambda ids, mask, types, emb: bundle.proba(ids, mask, types).cpu().numpy())
-        return np.concatenate(out, 0).astype(np.float64) if out else np.zeros((0, bundle.num_labels))
+        return _kept_outputs(bundle, segments, removes, batch_size,
+                             lambda ids, mask, types, emb: bundle.proba(ids, mask, types).cpu().numpy(),
+                             bundle.num_labels).astype(np.float64)
     if operator == "mlm":
         return bundle.proba_of_segments(mlm_fill(bundle, segments, removes), batch_size)
 
@@ -242,8 +272,7 @@ def removed_logits(bundle, segments: Sequence[Segments], removes: Sequence[np.nd
         return bundle.logits(ids, mask, types, inputs_embeds=emb).double().cpu().numpy()
 
     if operator == "delete" and composable(bundle):
-        out = _kept_outputs(bundle, segments, removes, batch_size, forward)
-        return np.concatenate(out, 0) if out else np.zeros((0, bundle.num_labels))
+        return _kept_outputs(bundle, segments, removes, batch_size, forward, bundle.num_labels)
     if operator in ("delete", "mlm"):
         inputs = ([keep_words(s, ~r) for s, r in zip(segments, removes)] if operator == "delete"
                   else mlm_fill(bundle, segments, removes))
