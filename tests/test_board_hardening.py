@@ -304,15 +304,15 @@ def test_two_submissions_with_one_name_are_refused(tmp_path):
     assert not results.exists()
 
 
-def test_cli_run_refuses_duplicate_names(tmp_path):
+def test_cli_run_refuses_duplicate_names(tmp_path, capsys):
     from harness.cli.main import main
 
     imp = _impostor(tmp_path, "gradient")  # a folder named gradient, declaring gradient
-    with pytest.raises(SystemExit) as e:
-        main(["run", "--tasks", "planted_sst", "--submissions", str(imp), "gradient", "--results-dir",
-              str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache"), "--no-leaderboard",
-              "--isolation", "none"])
-    msg = str(e.value.code)
+    assert main(["run", "--tasks", "planted_sst", "--submissions", str(imp), "gradient", "--results-dir",
+                 str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache"), "--no-leaderboard",
+                 "--isolation", "none"]) == 2
+    msg = capsys.readouterr().err
+    assert msg.startswith("attriboard: error: run: ") and msg.count("\n") == 1
     assert "share a name" in msg and str(imp.resolve()) in msg and str(BUILTIN_DIR / "gradient") in msg
     assert not (tmp_path / "results").exists()
 

@@ -310,3 +310,20 @@ def test_removal_rows_that_encode_alike_go_to_the_model_once():
     q = bundle.proba_of_segments([keep_words(long_, ~r) for r in removes])
     np.testing.assert_allclose(p, q, atol=1e-6)
     assert np.abs(p[:-1] - p[0]).max() == 0 and np.abs(p[-1] - p[0]).max() > 0
+
+
+def test_dedup_of_wide_rows():
+    """Rows of an input that repeat are sent once, on rows as wide as the model allows (the first
+    version used numpy's unique over rows, which failed on the default run's LIME rows)."""
+    from harness.explain_utils import keep_words
+    from harness.models.removal import removed_proba
+
+    bundle = _kept_bundle("bert", max_length=64, batch_size=16)
+    x = (tuple((WORDS * 2)[:50]),)
+    rng = np.random.default_rng(5)
+    removes = [rng.random(50) > 0.9 for _ in range(6)]
+    removes = removes + removes[:3]
+    p = removed_proba(bundle, [x] * len(removes), removes, "delete")
+    q = bundle.proba_of_segments([keep_words(x, ~r) for r in removes])
+    np.testing.assert_allclose(p, q, atol=1e-6)
+    np.testing.assert_array_equal(p[6:], p[:3])

@@ -64,14 +64,14 @@ def cmd_run(args) -> int:
         dupes = sorted({x for x in labels if labels.count(x) > 1})
         if dupes:
             raise SystemExit(f"run: --models gives two models the same board name {dupes}: results would collide")
-        tasks = [get_task(t, **{**overrides, "model": m}) for m in args.models for t in args.tasks]
+        tasks = [_task(get_task, t, {**overrides, "model": m}) for m in args.models for t in args.tasks]
     else:
-        tasks = [get_task(t, **overrides) for t in args.tasks]
+        tasks = [_task(get_task, t, overrides) for t in args.tasks]
     try:
         subs = [resolve(s) for s in args.submissions] if args.submissions else [discover().get(n) for n in discover()]
         check_unique_names(subs)  # one name = one result file: a second one would replace the first's record
     except (SubmissionError, RegistryError) as e:
-        raise SystemExit(f"run: {e}") from None
+        raise SubmissionError(f"run: {e}") from None
     config = RunConfig(results_dir=Path(args.results_dir), cache_dir=Path(args.cache_dir), seed=args.seed,
                        aggregation=args.aggregation, batch_size=args.batch_size, force=args.force,
                        device=args.device, mlm=args.mlm, all_submissions=args.all_submissions,
@@ -96,7 +96,21 @@ def cmd_run(args) -> int:
     if not args.no_leaderboard:
         paths = leaderboard.build(Path(args.results_dir), Path(args.out_dir))
         log.info("leaderboard written: %s", ", ".join(str(p) for p in paths))
-    return 1 if summary.task_failures else 0
+    if summary.errors or summary.task_failures:  # exit 1: the board is written, but not everything ran
+        log.warning("run: %d submission error(s), %d task failure(s): exit status 1 (the other results are "
+                    "written and on the board)", len(summary.errors), len(summary.task_failures))
+        return 1
+    return 0
+
+
+def _task(get_task, name: str, overrides: dict):
+    """``get_task(name, **overrides)``, a bad parameter value reported as the user's error."""
+    from harness.core.errors import UserError
+
+    try:
+        return get_task(name, **overrides)
+    except ValueError as e:
+        raise UserError(f"task {name}: {e}") from e
 
 
 def _isolation_options(args) -> dict:
@@ -248,8 +262,14 @@ def _add_task_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="attriboard", description="Benchmark and leaderboard for NLP feature-attribution explainers.")
+    p = argparse.ArgumentParser(
+        prog="attriboard", description="Benchmark and leaderboard for NLP feature-attribution explainers.",
+        epilog="Exit status: 0 success; 1 something ran but failed (a submission error or task failure in run, "
+               "a failed check in validate / pr-check / verify); 2 a user error (unknown name, bad parameter, "
+               "missing folder: one line, the traceback with --debug); 130 interrupted (Ctrl-C; run the same "
+               "command again to resume).")
     p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--debug", action="store_true", help="show the traceback of a user error")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run submissions x tasks, then build the leaderboard")
@@ -368,9 +388,41 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The CLI. A user error (:mod:`harness.core.errors`) is one line on stderr and exit 2 (its
+    traceback with ``--debug``); Ctrl-C says what finished and how to resume, exit 130."""
+    import time
+
+    from harness.core.errors import user_error_types
+
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
-    return int(args.func(args) or 0)
+    started = time.time()
+    try:
+        return int(args.func(args) or 0)
+    except user_error_types() as e:
+        if args.debug:
+            raise
+        print(f"attriboard: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"attriboard: interrupted. {_finished(args, started)}", file=sys.stderr)
+        return 130
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def _finished(args, started: float) -> str:
+    """What an interrupted command leaves, and how to go on."""
+    results = getattr(args, "results_dir", None)
+    if args.command != "run" or results is None:
+        return "Nothing was half-written; run the command again."
+    done = [p for p in Path(results).rglob("*.json") if p.stat().st_mtime >= started] if Path(results).is_dir() else []
+    return (f"{len(done)} result record(s) finished in this run are saved under {results}; run the same "
+            "command again to resume (finished cells are skipped, cached explanation chunks reused).")
 
 
 if __name__ == "__main__":

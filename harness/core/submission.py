@@ -208,4 +208,8 @@ def resolve(ref: str, root: Path = BUILTIN_DIR) -> Submission:
     p = Path(ref)
     if (p / "submission.toml").exists():
         return load_submission(p)
+    if p.is_dir():
+        raise SubmissionError(f"{ref}: a folder without a submission.toml (docs/SUBMITTING.md says what it holds)")
+    if "/" in ref or "\\" in ref or ref.startswith("."):  # a path, not a built-in name
+        raise SubmissionError(f"submission folder {ref} does not exist (from {Path.cwd()}): check the path")
     return discover(root).get(ref)

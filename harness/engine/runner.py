@@ -391,16 +391,19 @@ class Run:
 def _explain_chunks(run: Run) -> list[dict]:
     """Run (or load from cache) every chunk; returns the chunk records (maps, timing, counts)."""
     import torch
-    from tqdm.auto import tqdm
+
+    from harness.core.progress import Progress
 
     sub, ctx, config, key, bundle = run.sub, run.ctx, run.config, run.key, run.bundle
     cache = chunk_folder(config, sub, key)
     examples = ctx.data.examples
     chunks = []
     n_chunks = (len(examples) + config.batch_size - 1) // config.batch_size
-    bar = tqdm(range(n_chunks), desc=f"{sub.name} on {ctx.task.spec.name}", disable=None, mininterval=1.0)
+    bar = Progress(n_chunks, f"explaining: {sub.name} on {ctx.task.spec.name}", log, unit="chunks", leave=True)
     members = _composable_members(sub, ctx, config)
-    for c in bar:
+    for c in range(n_chunks):
+        if c:
+            bar.update(1)
         lo, hi = c * config.batch_size, min(len(examples), (c + 1) * config.batch_size)
         ckey = _chunk_key(key, examples[lo:hi])
         cfile = cache / f"{ckey}.json"
@@ -458,6 +461,9 @@ def _explain_chunks(run: Run) -> list[dict]:
         _write_chunk(config, cfile, json.dumps(rec, allow_nan=False))
         rec["cached"] = False
         chunks.append(rec)
+    if n_chunks:
+        bar.update(1)
+    bar.close()
     return chunks
 
 

@@ -190,8 +190,38 @@ def declared_default_submissions(name: str) -> tuple[str, ...] | None:
     return tuple(subset) if subset is not None else None
 
 
-def get_task(name: str, **overrides) -> Task:
+def task_parameters(name: str) -> list[str] | None:
+    """The parameters ``--set`` may give task ``name`` (its class's constructor keywords that its
+    factory does not fix), or None when they cannot be read (a factory taking ``**kwargs`` only)."""
+    import inspect
+    import typing
+
     load_builtin_tasks()
-    task = TASKS.get(name)(**overrides)
+    factory = TASKS.get(name)
+    cls = factory if isinstance(factory, type) else typing.get_type_hints(factory).get("return")
+    if not isinstance(cls, type):
+        return None
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return None
+    fixed = {"name", "source"}  # what the registered factories set themselves
+    return sorted(k for k, p in params.items() if k != "self" and k not in fixed
+                  and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+
+
+def get_task(name: str, **overrides) -> Task:
+    import difflib
+
+    from harness.core.errors import TaskParameterError
+
+    load_builtin_tasks()
+    factory = TASKS.get(name)
+    valid = task_parameters(name)
+    unknown = sorted(set(overrides) - set(valid)) if valid is not None else []
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], valid, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise TaskParameterError(f"task {name!r} has no parameter {unknown[0]!r}{hint} (valid: {', '.join(valid)})")
+    task = factory(**overrides)
     task.overrides = MappingProxyType(dict(overrides))  # recorded in the run spec; verify rebuilds from them
     return task

@@ -414,9 +414,9 @@ def _train_masked_lm(model, tokenizer, corpus, recipe: MLMRecipe, desc: str) -> 
             rows = [corpus[i] for i in order[start:start + recipe.batch_size]]
             batches.append(encode(tokenizer, rows, recipe.max_length))
     model.train()
-    from tqdm.auto import tqdm
+    from harness.core.progress import Progress
 
-    bar = tqdm(total=steps, desc=desc, leave=False, disable=None, mininterval=1.0)
+    bar = Progress(steps, desc, log, unit="batches")
     done = 0
     for _ in range(recipe.epochs):
         if done >= steps:

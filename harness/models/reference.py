@@ -495,9 +495,10 @@ def _fine_tune(model, tokenizer, recipe: ModelRecipe, train: Sequence[tuple[Segm
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / max(1, steps)))
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
     model.train()
-    from tqdm.auto import tqdm
+    from harness.core.progress import Progress
 
-    bar = tqdm(total=steps, desc="train reference model", leave=False, disable=None, mininterval=1.0)
+    bar = Progress(steps, f"training reference model ({recipe.epochs} epochs of {len(train)} rows)", log,
+                   unit="batches")
     for _ in range(recipe.epochs):
         order = torch.randperm(len(train), generator=gen).tolist()
         for start in range(0, len(order), recipe.batch_size):

@@ -178,8 +178,11 @@ def kept_rows(bundle, segments: Sequence[Segments], keeps: Sequence[np.ndarray],
         where[rows_a, 0] = g
         where[rows_a, 1] = np.arange(len(rows))
         if dedup and len(rows) > 1:
-            _, first, inv = np.unique(np.concatenate([gi, gt], 1), axis=0, return_index=True, return_inverse=True)
-            rep[rows_a] = rows_a[first][inv.reshape(-1)]
+            key = np.ascontiguousarray(np.concatenate([gi, gt], 1))  # (np.unique(axis=0) fails on wide rows)
+            seen: dict[bytes, int] = {}
+            first = np.fromiter((seen.setdefault(key[j].tobytes(), j) for j in range(len(rows))), dtype=np.int64,
+                                count=len(rows))
+            rep[rows_a] = rows_a[first]
     order = np.flatnonzero(rep == np.arange(n)) if dedup else np.arange(n)
     inverse = None
     if dedup:
