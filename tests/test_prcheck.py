@@ -75,7 +75,7 @@ def test_pr_check_packages_validates_runs_and_ranks(tmp_path, board_results, cac
     assert "planted_sst/tiny-bert: rank 1/2 by gt_overlap = 1.000" in text
     assert "overall: rank 1/2" in text
     record = out / "results" / "planted_sst" / "tiny-bert" / "position_prior.json"
-    assert record.is_file()
+    assert record.is_file() and f"(record: {record})" in text  # the printed path is the kept record
     board = (out / "board" / "index.html").read_text()
     assert "position_prior" in board and "random" in board and (out / "board" / "LEADERBOARD.md").is_file()
     # maintainers re-check the submission's numbers from its folder

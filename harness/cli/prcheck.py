@@ -66,10 +66,13 @@ class PRCheckReport:
             L.append("rank against the existing board:")
             for r in self.ranks:
                 L.append(f"  {r['board']}: rank {r['rank']}/{r['of']} by {r['main_metric']} = {r['value']:.3f} "
-                         f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]")
+                         f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+                         + (f" (not counted overall: {r['not_counted']})" if r.get("not_counted") else ""))
         if self.overall and "rank" in self.overall:
             o = self.overall
             L.append(f"  overall: rank {o['rank']}/{o['of']} (mean task rank {o['mean_task_rank']:.2f})")
+        elif self.overall and not self.overall["counted_boards"]:
+            L.append("  overall: not computed: no board of this comparison is counted (see the reasons above)")
         elif self.overall:
             o = self.overall
             L.append(f"  overall: not computed: the submission ran on {o['boards']} of the {o['counted_boards']} "
@@ -214,7 +217,13 @@ def rank_against(existing: list, new: list, name: str) -> tuple[list[dict], dict
                 s = r.scores[b.main_metric]
                 ranks.append({"board": b.key, "rank": rank, "of": len(b.ranked), "main_metric": b.main_metric,
                               "value": s.value, "ci_low": s.ci_low, "ci_high": s.ci_high})
+    for r in ranks:  # a board the overall rank leaves out says why, next to the rank on it
+        b = next(b for b in boards if b.key == r["board"])
+        if b.audit or b.not_counted:
+            r["not_counted"] = "diagnostic board" if b.audit else b.not_counted
     counted = ranking_boards(boards)
+    if not counted:
+        return ranks, dict(boards=0, counted_boards=0, missing=[])
     ran = {b.key for b in counted if any(r.submission.name == name for _, r, _ in b.ranked)}
     missing = sorted(b.key for b in counted if b.key not in ran)
     if missing:  # never an overall rank from a partial run: say what is missing instead
@@ -279,7 +288,9 @@ def pr_check(folder: Path, tasks: Sequence[str], overrides: dict[str, Any] | Non
                 run_step.lines.append(f"{r.task.name}/{r.model.name}: {r.main_metric} = {s.value:.3f} "
                                       f"[{s.ci_low:.3f}, {s.ci_high:.3f}], {r.timing.per_example_mean_s * 1000:.1f} "
                                       f"ms/example, fwd/bwd per example {r.cost.forward_per_example:.1f}/"
-                                      f"{r.cost.backward_per_example:.1f} (results/{rel})")
+                                      f"{r.cost.backward_per_example:.1f}"
+                                      + (f" (record: {results / rel})" if out_dir else
+                                         " (record not kept: pass --out DIR to keep it)"))
             else:
                 run_step.passed = False
                 run_step.lines.append(f"{r.task.name}/{r.model.name}: FAILED at {r.error.stage}: "
