@@ -252,7 +252,7 @@ def test_board_skips_invalid_records_and_is_still_written(tmp_path, caplog):
         line = next(ln for ln in warned.splitlines() if name in ln)
         assert reason in line.lower(), line
     md = (tmp_path / "out" / "LEADERBOARD.md").read_text()
-    assert "Skipped 4 result file(s)" in md and "| random |" in md and "| gradient |" not in md
+    assert "Skipped 4 result file(s)" in md and "| random |" in md and "| gradient |" not in md and "| gradient ([" not in md
     doc = json.loads((tmp_path / "out" / "leaderboard.json").read_text(),
                      parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
     assert [r["submission"] for r in doc["boards"]] == ["random"]
