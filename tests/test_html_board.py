@@ -23,7 +23,8 @@ SCREENSHOT_COPY = Path("/tmp/attriboard_board.png")
 
 TASKS = {  # task -> (main metric, {metric: higher_is_better})
     "planted_sst": ("gt_overlap", {"gt_overlap": True, "mean_rank_pct": False}),
-    "esnli_plausibility": ("iou_best_tau", {"iou_best_tau": True, "auprc": True, "token_f1_at_k": True}),
+    "esnli_plausibility": ("token_iou_best_tau", {"token_iou_best_tau": True, "average_precision": True,
+                                                "token_f1_at_k": True}),
     "fragility": ("fragility_rank_corr", {"fragility_rank_corr": True}),
 }
 SUBS = ["random", "gradient", "integrated_gradients", "lime", "leave_one_out"]

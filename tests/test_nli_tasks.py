@@ -133,7 +133,7 @@ def test_real_esnli_task_from_local_folder_excludes_and_counts():
     d = shared_data("esnli")
     task = get_task("esnli", data_dir=str(d), n_eval=100, rationale="l3")
     data = task.prepare()
-    assert task.spec.dataset.source == "local" and task.spec.main_metric == "iou_best_tau"
+    assert task.spec.dataset.source == "local" and task.spec.main_metric == "token_iou_best_tau"
     assert len(data.examples) == 100 and len(data.dev) == 300 and len(data.train) == 1600
     assert task.spec.model.min_dev_accuracy == 0.35
     rep = task.load_report
@@ -273,7 +273,8 @@ def test_task_specs_metrics_and_operator_parameter():
     assert all(p["operator"] == "mask" for m, p in masked.spec.metric_params.items() if m != "deletion_bert_auc")
     assert masked.spec.hash() != s.hash()
     e = get_task("esnli_plausibility").spec
-    assert e.main_metric == "iou_best_tau" and {"auprc", "token_f1_at_k", "gt_overlap", "comprehensiveness"} <= set(e.metrics)
+    assert e.main_metric == "token_iou_best_tau"
+    assert {"average_precision", "token_f1_at_k", "gt_overlap", "comprehensiveness"} <= set(e.metrics)
     assert e.metric_params["sufficiency"]["operator"] == "delete"
     with pytest.raises(ValueError, match="did you mean 'mask'"):
         get_task("esnli_plausibility", operator="masc")
@@ -323,12 +324,12 @@ def test_esnli_plausibility_end_to_end(esnli_records):
     rnd, ig = esnli_records["random"], esnli_records["integrated_gradients"]
     assert ig.model.dev_accuracy >= 0.90                       # the task's bar, reached on 2,000 pairs
     for r in (rnd, ig):
-        assert r.status == "ok" and r.main_metric == "iou_best_tau"
+        assert r.status == "ok" and r.main_metric == "token_iou_best_tau"
         assert set(r.scores) == set(get_task("esnli_plausibility").spec.metrics)
-        assert 0.05 <= r.scores["iou_best_tau"].details["tau"] <= 0.95
+        assert 0.05 <= r.scores["token_iou_best_tau"].details["tau"] <= 0.95
         assert r.scores["comprehensiveness"].params == {"operator": "delete", "bins": [0.01, 0.05, 0.1, 0.2, 0.5]}
     # a real explainer agrees with the constructed rationales far better than a random map
-    for m in ("iou_best_tau", "auprc", "token_f1_at_k"):
+    for m in ("token_iou_best_tau", "average_precision", "token_f1_at_k"):
         assert ig.scores[m].value > rnd.scores[m].value + 0.15, m
     assert ig.scores["comprehensiveness"].value > rnd.scores["comprehensiveness"].value
 
@@ -353,12 +354,12 @@ def test_leaderboard_shows_operator_tau_and_load_report(esnli_records, tmp_path)
     boards = build_boards([(r, f"{n}.json") for n, r in sorted(esnli_records.items())])
     md = render_markdown(boards, len(esnli_records))
     assert "comprehensiveness (operator delete)" in md and "sufficiency (operator delete)" in md
-    tau = ig.scores["iou_best_tau"].details["tau"]
+    tau = ig.scores["token_iou_best_tau"].details["tau"]
     row = next(line for line in md.splitlines()
                if line.startswith("| integrated_gradients |") and "tau=" in line)
     assert f"tau={tau:.3g}" in row
     rows = {r["submission"]: r for r in table_rows(boards)}
-    assert rows["integrated_gradients"]["iou_best_tau_tau"] == round(tau, 6)
+    assert rows["integrated_gradients"]["token_iou_best_tau_tau"] == round(tau, 6)
     assert json.loads(rows["random"]["comprehensiveness_params"])["operator"] == "delete"
     assert leaderboard.OVERALL_RULE
     from harness.board.html import render_html

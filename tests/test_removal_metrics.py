@@ -7,7 +7,7 @@ import pytest
 
 from harness.metrics import removal as rm
 from harness.metrics.base import get_metric
-from harness.metrics.plausibility import (auprc_one, best_tau, binarise, normalise_positive, overlap_scores,
+from harness.metrics.plausibility import (average_precision_one, best_tau, binarise, normalise_positive, overlap_scores,
                                           token_f1_at_k_one)
 from harness.protocols import Example, MetricInputs
 from harness.models.removal import removed_token_ids
@@ -230,33 +230,33 @@ def test_iou_at_best_tau_hand_values():
     inputs = iou_case()
     tau, per = best_tau(inputs.word_scores, inputs.gold)
     assert tau == pytest.approx(0.15)
-    m = get_metric("iou_best_tau")
+    m = get_metric("token_iou_best_tau")
     np.testing.assert_allclose(m.per_example(inputs), [1.0, 0.5, 0.5])
     assert m.details == {"tau": pytest.approx(0.15)}
     np.testing.assert_allclose(get_metric("precision_best_tau").per_example(inputs), [1.0, 0.5, 2 / 3])
     np.testing.assert_allclose(get_metric("recall_best_tau").per_example(inputs), [1.0, 1.0, 2 / 3])
     np.testing.assert_allclose(get_metric("f1_best_tau").per_example(inputs), [1.0, 2 / 3, 2 / 3])
     # a restricted grid: at tau = .5 example 0 still keeps its word at exactly .5 (>= tau)
-    m = get_metric("iou_best_tau", thresholds=[0.5, 0.9])
+    m = get_metric("token_iou_best_tau", thresholds=[0.5, 0.9])
     np.testing.assert_allclose(m.per_example(inputs), [1.0, 1.0, 0.0])
     assert m.details["tau"] == 0.5
     # selecting by F1 picks the same tau here
     assert get_metric("f1_best_tau", select_by="f1").per_example(inputs).mean() == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)
     with pytest.raises(ValueError, match="select_by"):
-        get_metric("iou_best_tau", select_by="auc")
+        get_metric("token_iou_best_tau", select_by="auc")
 
 
-def test_auprc_and_token_f1_hand_values():
+def test_average_precision_and_token_f1_hand_values():
     s = np.array([0.9, 0.1, 0.5, 0.3])
-    assert auprc_one(s, [0, 3]) == pytest.approx((1 / 1 + 2 / 3) / 2)   # ranks 1 and 3 are gold
-    assert auprc_one(np.zeros(4), [1]) == pytest.approx(0.25)            # constant map: |G| / n
-    assert auprc_one(s, [0, 1, 2, 3]) == 1.0
+    assert average_precision_one(s, [0, 3]) == pytest.approx((1 / 1 + 2 / 3) / 2)   # ranks 1 and 3 are gold
+    assert average_precision_one(np.zeros(4), [1]) == pytest.approx(0.25)            # constant map: |G| / n
+    assert average_precision_one(s, [0, 1, 2, 3]) == 1.0
     assert token_f1_at_k_one(s, [0, 3]) == pytest.approx(0.5)           # top-2 = {0, 2}
     # ties at the k-th score in expectation: above = {0} (miss), one slot among {1,2,3} (2 gold)
     assert token_f1_at_k_one(np.array([1.0, 0.5, 0.5, 0.5]), [1, 3]) == pytest.approx((2 / 3) / 2)
     assert token_f1_at_k_one(np.zeros(4), [1]) == pytest.approx(0.25)
     inputs = MetricInputs([Example("a", (("w",) * 4,))], [s], [[0, 3]])
-    assert get_metric("auprc").per_example(inputs)[0] == pytest.approx(5 / 6)
+    assert get_metric("average_precision").per_example(inputs)[0] == pytest.approx(5 / 6)
     assert get_metric("token_f1_at_k").per_example(inputs)[0] == pytest.approx(0.5)
 
 
@@ -273,7 +273,7 @@ def test_random_maps_score_low_and_oracle_maps_score_one():
         gold.append(g)
     ex = [Example(str(i), (tuple("x" * m.size),)) for i, m in enumerate(maps)]
     rand, best = MetricInputs(ex, maps, gold), MetricInputs(ex, oracle, gold)
-    for name in ("iou_best_tau", "auprc", "token_f1_at_k"):
+    for name in ("token_iou_best_tau", "average_precision", "token_f1_at_k"):
         assert get_metric(name).per_example(best).mean() == pytest.approx(1.0)
         assert get_metric(name).per_example(rand).mean() < 0.35
 

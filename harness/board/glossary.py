@@ -38,12 +38,13 @@ REFERENCES = {
     "insertion_auc": "Insertion curve (Petsiuk et al. 2018)",
     "gt_overlap": "Ground-Truth Overlap, paper 001 sec. 2.2.3.1",
     "mean_rank_pct": "Mean Rank %, paper 001 sec. 2.2.3.1",
-    "auprc": "equals ERASER's average_precision (sklearn average_precision_score), NOT ERASER's auprc "
-             "(trapezoidal area under the PR curve); docs/METRICS.md",
-    "iou_best_tau": "token-level IoU at the best tau (paper 003 sec. 5.2), NOT ERASER's span-level IOU F1",
-    "precision_best_tau": "token-level precision at the tau of iou_best_tau (paper 003 sec. 5.2)",
-    "recall_best_tau": "token-level recall at the tau of iou_best_tau (paper 003 sec. 5.2)",
-    "f1_best_tau": "token-level F1 at the tau of iou_best_tau (paper 003 sec. 5.2)",
+    "average_precision": "equals ERASER's average_precision (sklearn average_precision_score), NOT ERASER's "
+                         "auprc (trapezoidal area under the PR curve); was named auprc before e-SNLI task 1.1",
+    "token_iou_best_tau": "token-level IoU at the best tau (paper 003 sec. 5.2), NOT ERASER's span-level IOU F1; "
+                          "was named iou_best_tau before e-SNLI task 1.1",
+    "precision_best_tau": "token-level precision at the tau of token_iou_best_tau (paper 003 sec. 5.2)",
+    "recall_best_tau": "token-level recall at the tau of token_iou_best_tau (paper 003 sec. 5.2)",
+    "f1_best_tau": "token-level F1 at the tau of token_iou_best_tau (paper 003 sec. 5.2)",
     "token_f1_at_k": "ERASER's token-level F1 (score_hard_rationale_predictions) of the top-|G| words",
 }
 

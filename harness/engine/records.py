@@ -13,7 +13,7 @@ import numbers
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from harness import RESULT_SCHEMA_VERSION
 
@@ -274,6 +274,14 @@ class ResultRecord(_Strict):
     official: Optional[OfficialRun] = None
     provenance: Provenance
 
+    @model_validator(mode="before")
+    @classmethod
+    def _current_metric_names(cls, data: Any) -> Any:
+        """Old records stay readable: a renamed metric's old name
+        (:data:`harness.metrics.names.RENAMED_METRICS`) is read as its current name in
+        ``main_metric``, ``task.main_metric`` and the keys of ``scores`` and ``per_example``."""
+        return current_metric_names(data)
+
     def to_json(self, where: str = "result record") -> str:
         """The record as the strict JSON text :meth:`write` writes; a NaN or infinite number
         anywhere (e.g. set on the record after validation) raises ``ValueError`` naming where."""
@@ -294,6 +302,40 @@ class ResultRecord(_Strict):
     @classmethod
     def read(cls, path: Path) -> "ResultRecord":
         return cls.model_validate_json(Path(path).read_text())
+
+
+def current_metric_names(data: Any) -> Any:
+    """A record's JSON data (a dict) with every old metric name replaced by its current one; the
+    values are untouched, so each score still equals the mean of its per-example values and the
+    run key (the hash of the run spec, which names no metric) still matches.  A record holding a
+    metric under both its old and its new name is refused.  Anything but a dict is returned as is."""
+    from harness.metrics.names import RENAMED_METRICS
+
+    if not isinstance(data, dict):
+        return data
+
+    def rename_keys(d: Any, where: str) -> Any:
+        if not isinstance(d, dict) or not any(k in RENAMED_METRICS for k in d):
+            return d
+        out: dict = {}
+        for k, v in d.items():
+            new = RENAMED_METRICS.get(k, k)
+            if new in out or (new != k and new in d):
+                raise ValueError(f"{where}: metric {new!r} appears under both its old name {k!r} and its "
+                                 f"current name")
+            out[new] = v
+        return out
+
+    data = dict(data)
+    if isinstance(data.get("main_metric"), str):
+        data["main_metric"] = RENAMED_METRICS.get(data["main_metric"], data["main_metric"])
+    if isinstance(data.get("task"), dict) and isinstance(data["task"].get("main_metric"), str):
+        data["task"] = {**data["task"], "main_metric": RENAMED_METRICS.get(data["task"]["main_metric"],
+                                                                            data["task"]["main_metric"])}
+    for field in ("scores", "per_example"):
+        if field in data:
+            data[field] = rename_keys(data[field], field)
+    return data
 
 
 def write_text_atomic(path: Path, text: str) -> None:

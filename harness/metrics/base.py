@@ -43,6 +43,11 @@ def load_all() -> None:
 
 
 def get_metric(name: str, **params) -> Metric:
+    """The registered metric ``name`` built with ``params``; an old name of a renamed metric
+    (:data:`harness.metrics.names.RENAMED_METRICS`) gives the metric under its current name."""
+    from harness.metrics.names import current_name
+
+    name = current_name(name)
     if name not in METRICS:
         load_all()
     return METRICS.get(name)(**params)

@@ -4,7 +4,7 @@ Gold per example: the indices of the highlighted words over both segments (premi
 first), as for the ground-truth metrics of :mod:`harness.metrics.base`.  Every example needs at
 least one highlighted word (tasks drop the others at load time and say how many).
 
-- ``iou_best_tau``, ``precision_best_tau``, ``recall_best_tau``, ``f1_best_tau``: negative
+- ``token_iou_best_tau``, ``precision_best_tau``, ``recall_best_tau``, ``f1_best_tau``: negative
   scores are set to 0 (human annotators only mark evidence *for* the label), the map is
   divided by its maximum (so it lies in [0, 1]; an all-zero map stays 0), and a word is
   predicted "important" when its normalised score is ``>= tau``.  With P the predicted set
@@ -14,12 +14,18 @@ least one highlighted word (tasks drop the others at load time and say how many)
   0.95, paper 003) as the one maximising the mean IoU (``select_by="iou"``, default; or
   ``"f1"``); ties go to the smallest tau.  The four metrics report at that single tau (one
   binarisation per explainer, as in paper 003 table 3), recorded in ``details["tau"]``.
-- ``auprc``: ``sklearn.metrics.average_precision_score`` of the *raw* (signed) scores
-  against the binary human map, per example, averaged.  A constant map scores |G| / n.
+- ``average_precision``: ``sklearn.metrics.average_precision_score`` of the *raw* (signed)
+  scores against the binary human map, per example, averaged (ERASER's ``average_precision``).
+  A constant map scores |G| / n.
 - ``token_f1_at_k``: the top-k words by signed score with k = |G| against G; precision and
   recall are equal, so F1 = |top-k & G| / k.  Words tied at the k-th score are taken in
   expectation over a uniformly random tie-break (a constant map scores |G| / n, the
   random-ranking level), so no explainer gains from ties.
+
+Renamed (old records read under the new names, :mod:`harness.metrics.names`): ``auprc`` is
+now ``average_precision`` (it is ERASER's ``average_precision``, not ERASER's ``auprc``, the
+trapezoidal area under the PR curve) and ``iou_best_tau`` is ``token_iou_best_tau`` (token-level
+IoU, not ERASER's span-level "IOU F1").
 """
 
 from __future__ import annotations
@@ -87,7 +93,9 @@ def best_tau(word_scores: Sequence[np.ndarray], gold: Sequence, thresholds: Sequ
     return best[1], best[2]
 
 
-def auprc_one(scores, gold) -> float:
+def average_precision_one(scores, gold) -> float:
+    """sklearn's ``average_precision_score`` of the raw scores against the gold words (1 when
+    every word is gold): ERASER's ``average_precision`` for one example."""
     from sklearn.metrics import average_precision_score
 
     s = np.asarray(scores, dtype=np.float64)
@@ -132,18 +140,20 @@ class _AtTau:
         return per[self.key]
 
 
-@register_metric("iou_best_tau")
+@register_metric("token_iou_best_tau")
 @dataclass
-class IoUBestTau(_AtTau):
-    """IoU with the human map after binarising at the explainer's best tau (paper 003 sec. 5.2)."""
+class TokenIoUBestTau(_AtTau):
+    """Token-level IoU with the human map after binarising at the explainer's best tau (paper 003 sec. 5.2)."""
 
     key = "iou"
+    reference = ("token-level IoU at the best tau (paper 003 sec. 5.2); NOT ERASER's span-level IOU F1 "
+                 "(was named iou_best_tau before e-SNLI task 1.1; docs/METRICS.md)")
 
 
 @register_metric("precision_best_tau")
 @dataclass
 class PrecisionBestTau(_AtTau):
-    """Precision at the explainer's best tau (the tau of ``iou_best_tau``)."""
+    """Precision at the explainer's best tau (the tau of ``token_iou_best_tau``)."""
 
     key = "precision"
 
@@ -151,7 +161,7 @@ class PrecisionBestTau(_AtTau):
 @register_metric("recall_best_tau")
 @dataclass
 class RecallBestTau(_AtTau):
-    """Recall at the explainer's best tau (the tau of ``iou_best_tau``)."""
+    """Recall at the explainer's best tau (the tau of ``token_iou_best_tau``)."""
 
     key = "recall"
 
@@ -159,21 +169,23 @@ class RecallBestTau(_AtTau):
 @register_metric("f1_best_tau")
 @dataclass
 class F1BestTau(_AtTau):
-    """F1 at the explainer's best tau (the tau of ``iou_best_tau``)."""
+    """F1 at the explainer's best tau (the tau of ``token_iou_best_tau``)."""
 
     key = "f1"
 
 
-@register_metric("auprc")
+@register_metric("average_precision")
 @dataclass
-class AUPRC:
+class AveragePrecision:
     """Average precision of the raw scores against the human map, per example."""
 
     higher_is_better = True
     family = "plausibility"
+    reference = ("equals ERASER's average_precision (sklearn average_precision_score); NOT ERASER's auprc "
+                 "(trapezoidal area under the PR curve); was named auprc before e-SNLI task 1.1; docs/METRICS.md")
 
     def per_example(self, inputs: MetricInputs) -> np.ndarray:
-        return np.array([auprc_one(s, g) for s, g in zip(inputs.word_scores, inputs.gold)])
+        return np.array([average_precision_one(s, g) for s, g in zip(inputs.word_scores, inputs.gold)])
 
 
 @register_metric("token_f1_at_k")
@@ -188,5 +200,5 @@ class TokenF1AtK:
         return np.array([token_f1_at_k_one(s, g) for s, g in zip(inputs.word_scores, inputs.gold)])
 
 
-PLAUSIBILITY_METRICS = ("iou_best_tau", "precision_best_tau", "recall_best_tau", "f1_best_tau", "auprc",
-                        "token_f1_at_k")
+PLAUSIBILITY_METRICS = ("token_iou_best_tau", "precision_best_tau", "recall_best_tau", "f1_best_tau",
+                        "average_precision", "token_f1_at_k")

@@ -2,11 +2,13 @@
 
 Premise + hypothesis pairs with human highlights; attribution maps are compared with the
 binary human map over the words of both segments (premise words first).  Metrics:
-``iou_best_tau`` (main), ``precision_best_tau``, ``recall_best_tau``, ``f1_best_tau`` (best
-threshold per explainer, reported as ``details.tau``), ``auprc``, ``token_f1_at_k``,
+``token_iou_best_tau`` (main), ``precision_best_tau``, ``recall_best_tau``, ``f1_best_tau``
+(best threshold per explainer, reported as ``details.tau``), ``average_precision``, ``token_f1_at_k``,
 ``gt_overlap``, ``mean_rank_pct`` (see :mod:`harness.metrics.plausibility` and
 :mod:`harness.metrics.base`), plus ``comprehensiveness`` and ``sufficiency``
-(:mod:`harness.metrics.removal`, operator recorded).
+(:mod:`harness.metrics.removal`, operator recorded).  Version 1.1 renamed ``iou_best_tau`` to
+``token_iou_best_tau`` and ``auprc`` to ``average_precision`` (same values; records of 1.0 are read
+under the new names, :mod:`harness.metrics.names`).
 
 Gold (``rationale=`` task parameter): ``annotator1`` (default, as paper 001: the union of
 annotator 1's premise and hypothesis highlights), ``l2`` / ``l3`` (words highlighted by at
@@ -61,8 +63,10 @@ from tasks.nli.corpus import generate_nli_corpus
 
 log = logging.getLogger(__name__)
 
-VERSION = "1.0"
-MAIN_METRIC = "iou_best_tau"
+VERSION = "1.1"
+"""1.1: metrics renamed (``iou_best_tau`` -> ``token_iou_best_tau``, ``auprc`` -> ``average_precision``);
+every value is as in 1.0."""
+MAIN_METRIC = "token_iou_best_tau"
 GENERATED_BAR = 0.90
 REAL_BARS = {"tiny-bert": 0.35, "tiny": 0.35, "minilm": 0.60, "hf": 0.70, "checkpoint": 0.70}
 """Offline, tiny-bert trained on the 1,500 unused rows of the 2,000-row dev file reaches 0.407
@@ -71,8 +75,8 @@ RATIONALES = ("annotator1", "l1", "l2", "l3")
 ESNLI_URL = "https://raw.githubusercontent.com/OanaMariaCamburu/e-SNLI/master/dataset/{name}"
 EVAL_FILES = ("esnli_dev.csv", "esnli_dev_first2000.csv", "esnli_test.csv")
 TRAIN_FILES = ("esnli_train_1.csv", "esnli_train_2.csv")
-METRICS = ("iou_best_tau", "precision_best_tau", "recall_best_tau", "f1_best_tau", "auprc", "token_f1_at_k",
-           "gt_overlap", "mean_rank_pct", "comprehensiveness", "sufficiency")
+METRICS = ("token_iou_best_tau", "precision_best_tau", "recall_best_tau", "f1_best_tau", "average_precision",
+           "token_f1_at_k", "gt_overlap", "mean_rank_pct", "comprehensiveness", "sufficiency")
 assert set(PLAUSIBILITY_METRICS) <= set(METRICS)
 
 
@@ -249,7 +253,8 @@ class ESNLIPlausibility(Task):
         removal = removal_metric_params(operator, bins)
         at_tau = {"thresholds": list(DEFAULT_THRESHOLDS), "select_by": "iou"}
         metric_params = {"comprehensiveness": removal["comprehensiveness"], "sufficiency": removal["sufficiency"],
-                         **{m: at_tau for m in ("iou_best_tau", "precision_best_tau", "recall_best_tau", "f1_best_tau")}}
+                         **{m: at_tau for m in ("token_iou_best_tau", "precision_best_tau", "recall_best_tau",
+                                                "f1_best_tau")}}
         generated = source == "generated"
         if generated:
             dataset = DatasetRef(source="generated", id="attriboard/nli_corpus", split="snli-style",
@@ -271,7 +276,7 @@ class ESNLIPlausibility(Task):
         self.spec = TaskSpec(
             name=name, version=VERSION,
             description="e-SNLI-style plausibility: agreement of attribution maps with highlighted rationale "
-                        "words over premise and hypothesis (IoU/P/R/F1 at the best threshold, AUPRC, token F1, "
+                        "words over premise and hypothesis (IoU/P/R/F1 at the best threshold, average precision, token F1, "
                         "ground-truth overlap, mean rank), plus comprehensiveness/sufficiency.",
             dataset=dataset, fields=("premise", "hypothesis"), num_labels=3,
             model=nli_recipe(model, bar, NLI_TINY_BERT),
