@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from harness.core.errors import UsageError
 from harness.core.provenance import REPO_ROOT
 
 DEFAULT_TASKS = ("planted_sst", "mnli_faithfulness", "esnli_plausibility", "fragility", "sanity")
@@ -25,7 +26,7 @@ def _parse_overrides(items: list[str]) -> dict:
     out = {}
     for item in items or []:
         if "=" not in item:
-            raise SystemExit(f"--set expects key=value, got {item!r}")
+            raise UsageError(f"--set expects key=value, got {item!r}")
         k, v = item.split("=", 1)
         try:
             out[k] = json.loads(v)
@@ -40,7 +41,7 @@ def _threads_arg(value: str):
     try:
         return int(value)
     except ValueError:
-        raise SystemExit(f"--threads expects a number, 'auto' or 'default', got {value!r}") from None
+        raise UsageError(f"--threads expects a number, 'auto' or 'default', got {value!r}") from None
 
 
 def cmd_run(args) -> int:
@@ -52,7 +53,7 @@ def cmd_run(args) -> int:
 
     overrides = _task_overrides(args)
     if args.models and args.model:
-        raise SystemExit("run: give --model or --models, not both")
+        raise UsageError("run: give --model or --models, not both")
     if args.models:  # the model axis: every task on every model (a board per task and model)
         from harness.models.reference import expand_models, recipe_from
 
@@ -60,10 +61,10 @@ def cmd_run(args) -> int:
         try:
             labels = [recipe_from(m).label for m in args.models]
         except ValueError as e:
-            raise SystemExit(f"run: {e}") from None
+            raise UsageError(f"run: {e}") from None
         dupes = sorted({x for x in labels if labels.count(x) > 1})
         if dupes:
-            raise SystemExit(f"run: --models gives two models the same board name {dupes}: results would collide")
+            raise UsageError(f"run: --models gives two models the same board name {dupes}: results would collide")
         tasks = [_task(get_task, t, {**overrides, "model": m}) for m in args.models for t in args.tasks]
     else:
         tasks = [_task(get_task, t, overrides) for t in args.tasks]
@@ -75,18 +76,18 @@ def cmd_run(args) -> int:
     config = RunConfig(results_dir=Path(args.results_dir), cache_dir=Path(args.cache_dir), seed=args.seed,
                        aggregation=args.aggregation, batch_size=args.batch_size, force=args.force,
                        device=args.device, mlm=args.mlm, all_submissions=args.all_submissions,
-                       **_isolation_options(args))
+                       threads=_threads_arg(args.threads), **_isolation_options(args))
     log.info("running %d submissions on %d tasks: %s x %s", len(subs), len(tasks),
              [s.name for s in subs], [t.spec.name for t in tasks])
     if args.jobs < 1:
-        raise SystemExit(f"run: --jobs must be at least 1, got {args.jobs}")
+        raise UsageError(f"run: --jobs must be at least 1, got {args.jobs}")
     if args.ray_address and args.executor != "ray":
-        raise SystemExit("run: --ray-address needs --executor ray")
+        raise UsageError("run: --ray-address needs --executor ray")
     if args.executor == "ray":
         import importlib.util
 
         if importlib.util.find_spec("ray") is None:
-            raise SystemExit("run: --executor ray needs Ray, which is not installed: pip install 'attriboard[ray]' "
+            raise UsageError("run: --executor ray needs Ray, which is not installed: pip install 'attriboard[ray]' "
                              "(or bash scripts/setup.sh --with-ray), or use --executor local")
     summary = run_grid(tasks, subs, config, jobs=args.jobs, executor=args.executor, ray_address=args.ray_address)
     log.info("%d results written, %d up to date, %d submission errors, %d task failures",
@@ -121,9 +122,9 @@ def _isolation_options(args) -> dict:
     try:
         secret = load_secret(args.secret_seed_file)
     except SecretError as e:
-        raise SystemExit(f"run: {e}") from None
+        raise UsageError(f"run: {e}") from None
     if args.hidden_subset and secret is None:
-        raise SystemExit("run: --hidden-subset needs a secret (--secret-seed-file or $ATTRIBOARD_SECRET_SEED)")
+        raise UsageError("run: --hidden-subset needs a secret (--secret-seed-file or $ATTRIBOARD_SECRET_SEED)")
     hidden = (str(Path(args.secret_seed_file).resolve()),) if args.secret_seed_file else ()
     if args.data_dir:
         hidden += (str(Path(args.data_dir).resolve()),)
@@ -138,8 +139,8 @@ def cmd_leaderboard(args) -> int:
 
     try:
         paths = leaderboard.build(Path(args.results_dir), Path(args.out_dir), strict=args.strict)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"leaderboard: {e}", file=sys.stderr)
+    except (FileNotFoundError, ValueError) as e:  # no records, or an invalid one under --strict: a failed check
+        print(f"attriboard: error: leaderboard: {_one_line(e)}", file=sys.stderr)
         return 1
     for p in paths:
         print(p)
@@ -154,7 +155,7 @@ def cmd_validate(args) -> int:
     if args.all:
         refs += list(discover())
     if not refs:
-        raise SystemExit("validate: name a submission (folder path or built-in name) or pass --all")
+        raise UsageError("validate: name a submission (folder path or built-in name) or pass --all")
     families: list = [None]
     if args.families:
         from harness.models.families import UnknownFamilyError, families as registered, get_family
@@ -162,7 +163,7 @@ def cmd_validate(args) -> int:
         try:
             families = sorted(registered()) if args.families == ["all"] else [get_family(f).name for f in args.families]
         except UnknownFamilyError as e:
-            raise SystemExit(f"validate: {e}") from None
+            raise UsageError(f"validate: {e}") from None
     failed = 0
     for ref in refs:
         try:
@@ -245,7 +246,11 @@ def cmd_verify(args) -> int:
 
 def cmd_pr_check(args) -> int:
     from harness.cli.prcheck import pr_check
+    from harness.core.submission import SubmissionError
 
+    if not Path(args.folder).is_dir():  # a wrong path is the user's error, not a failed check
+        raise SubmissionError(f"pr-check: submission folder {args.folder} does not exist (from {Path.cwd()}): "
+                              "check the path")
     report = pr_check(Path(args.folder), args.tasks, _task_overrides(args), board_results=Path(args.results_dir),
                       cache_dir=Path(args.cache_dir), out_dir=Path(args.out) if args.out else None,
                       time_budget_s=args.time_budget, seed=args.seed, batch_size=args.batch_size,
@@ -265,14 +270,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="attriboard", description="Benchmark and leaderboard for NLP feature-attribution explainers.",
         epilog="Exit status: 0 success; 1 something ran but failed (a submission error or task failure in run, "
-               "a failed check in validate / pr-check / verify); 2 a user error (unknown name, bad parameter, "
-               "missing folder: one line, the traceback with --debug); 130 interrupted (Ctrl-C; run the same "
-               "command again to resume).")
+               "a failed check in validate / pr-check / verify, no valid record for leaderboard); 2 a user error "
+               "(unknown name, bad parameter or flag, missing folder: one line, the traceback with --debug); "
+               "130 interrupted (Ctrl-C; run the same command again to resume).")
     p.add_argument("-v", "--verbose", action="store_true")
-    p.add_argument("--debug", action="store_true", help="show the traceback of a user error")
+    p.add_argument("--debug", action="store_true", help="show the traceback of a user error (and of Ctrl-C)")
     sub = p.add_subparsers(dest="command", required=True)
 
-    r = sub.add_parser("run", help="run submissions x tasks, then build the leaderboard")
+    r = sub.add_parser("run", help="run submissions x tasks, then build the leaderboard",
+                       epilog="Exit status: 0 every cell ran; 1 a submission error or task failure (the other results "
+                              "are written and on the board, the log lists the errors); 2 a user error (unknown "
+                              "task, submission or model name, a --set key the task does not have, a bad flag, a "
+                              "missing folder: one line, its traceback with attriboard --debug run ...); 130 "
+                              "interrupted (Ctrl-C: finished records are kept; run the same command again to "
+                              "resume).")
     r.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS))
     r.add_argument("--submissions", nargs="+", help="names or folders (default: every built-in)")
     r.add_argument("--n-eval", type=int, help="number of evaluated examples per task")
@@ -394,11 +405,19 @@ def main(argv: list[str] | None = None) -> int:
 
     from harness.core.errors import user_error_types
 
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     started = time.time()
     try:
         return int(args.func(args) or 0)
+    except UsageError as e:  # a SystemExit (code 2), as argparse's own usage errors: it propagates
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+        print(f"attriboard: error: {_one_line(e)}", file=sys.stderr)
+        raise
     except user_error_types() as e:
         if args.debug:
             raise
@@ -407,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         if args.debug:
             raise
-        print(f"attriboard: interrupted. {_finished(args, started)}", file=sys.stderr)
+        print(f"attriboard: interrupted. {_finished(args, started, argv)}", file=sys.stderr)
         return 130
 
 
@@ -415,14 +434,17 @@ def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
 
-def _finished(args, started: float) -> str:
-    """What an interrupted command leaves, and how to go on."""
+def _finished(args, started: float, argv: list[str]) -> str:
+    """What an interrupted command leaves, and how to go on (the command itself, to copy)."""
+    import shlex
+
+    again = "attriboard " + shlex.join(argv)
     results = getattr(args, "results_dir", None)
     if args.command != "run" or results is None:
-        return "Nothing was half-written; run the command again."
+        return f"Nothing was half-written; run the command again: {again}"
     done = [p for p in Path(results).rglob("*.json") if p.stat().st_mtime >= started] if Path(results).is_dir() else []
     return (f"{len(done)} result record(s) finished in this run are saved under {results}; run the same "
-            "command again to resume (finished cells are skipped, cached explanation chunks reused).")
+            f"command again to resume (finished cells are skipped, cached explanation chunks reused): {again}")
 
 
 if __name__ == "__main__":

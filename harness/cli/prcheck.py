@@ -233,6 +233,16 @@ def rank_against(existing: list, new: list, name: str) -> tuple[list[dict], dict
     return ranks, (mine[0] if mine else None)
 
 
+def _build_task(get_task, name: str, overrides: dict[str, Any]):
+    """``get_task(name, **overrides)``, a bad parameter value reported as the user's error (as ``run`` does)."""
+    from harness.core.errors import UserError
+
+    try:
+        return get_task(name, **overrides)
+    except ValueError as e:
+        raise UserError(f"task {name}: {e}") from e
+
+
 def pr_check(folder: Path, tasks: Sequence[str], overrides: dict[str, Any] | None = None,
              board_results: Path | None = None, cache_dir: Path | None = None, out_dir: Path | None = None,
              time_budget_s: float = 120.0, seed: int = 0, batch_size: int = 16, device: str = "auto",
@@ -255,6 +265,9 @@ def pr_check(folder: Path, tasks: Sequence[str], overrides: dict[str, Any] | Non
         raise ValueError(f"pr-check runs a pull request's code in sandboxed workers only (isolation='process'), "
                          f"got isolation={isolation!r}")
     folder = Path(folder)
+    # the tasks first: a misspelt task name or --set key is the user's error (one line from the
+    # CLI), reported now rather than after minutes of packaging and validation
+    built = [] if skip_run else [_build_task(get_task, t, overrides or {}) for t in tasks]
     report = PRCheckReport(str(folder))
     board_results = Path(board_results) if board_results else REPO_ROOT / "leaderboard" / "results"
     cache_dir = Path(cache_dir) if cache_dir else REPO_ROOT / ".attriboard"
@@ -276,7 +289,6 @@ def pr_check(folder: Path, tasks: Sequence[str], overrides: dict[str, Any] | Non
         config = RunConfig(results_dir=results, cache_dir=cache_dir, seed=seed, batch_size=batch_size,
                            device=device, all_submissions=True, **sandboxed_run_kwargs())
         run_step = Step(f"run on {', '.join(tasks)}", True)
-        built = [get_task(t, **(overrides or {})) for t in tasks]
         summary = run_grid(built, [sub], config)
         for name, msg in summary.task_failures.items():
             run_step.passed = False

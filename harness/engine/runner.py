@@ -686,10 +686,16 @@ def _base_record(sub: Submission, ctx: TaskContext, config: RunConfig, spec: Run
 def _score(metric_names: Sequence[str], maps, ctx: TaskContext, chunks: Sequence[dict] = ()) -> Evaluation:
     """The default evaluation's scores: every metric's per-example values on the word maps,
     plus the explainer's extras (from the chunks) as diagnostics."""
+    from harness.core.progress import Progress
+
     inputs = MetricInputs(examples=ctx.data.examples, word_scores=maps, gold=ctx.data.gold,
                           model=ctx.ref.bundle, targets=ctx.targets)
     ev = Evaluation(per_example={}, higher_is_better={}, family={}, level=chunks[0]["level"] if chunks else None)
-    for name in metric_names:
+    bar = Progress(len(metric_names), f"metrics on {ctx.task.spec.name}", log, unit="metrics")
+    for i, name in enumerate(metric_names):
+        bar.set_status(f"computing {name}")  # a slow metric (the masked LM's) says which it is
+        if i:
+            bar.update(1)
         params = dict(ctx.task.spec.metric_params.get(name, {}))
         metric = get_metric(name, **params)
         values = np.asarray(metric.per_example(inputs), dtype=np.float64)
@@ -698,6 +704,10 @@ def _score(metric_names: Sequence[str], maps, ctx: TaskContext, chunks: Sequence
         ev.per_example[name] = values
         ev.higher_is_better[name], ev.family[name], ev.params[name] = metric.higher_is_better, metric.family, params
         ev.details[name] = dict(getattr(metric, "details", {}))
+    if metric_names:
+        bar.set_status("")
+        bar.update(1)
+    bar.close()
     for k in sorted({k for c in chunks for k in c["extras"]}):
         vals = np.concatenate([np.asarray(c["extras"][k], dtype=float) for c in chunks if k in c["extras"]])
         ev.diagnostics[f"{k}_mean"] = float(vals.mean())

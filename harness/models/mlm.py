@@ -418,9 +418,10 @@ def _train_masked_lm(model, tokenizer, corpus, recipe: MLMRecipe, desc: str) -> 
 
     bar = Progress(steps, desc, log, unit="batches")
     done = 0
-    for _ in range(recipe.epochs):
+    for epoch in range(recipe.epochs):
         if done >= steps:
             break
+        bar.set_status(f"epoch {epoch + 1}/{recipe.epochs} of {len(corpus)} sequences")
         for b in torch.randperm(len(batches), generator=gen).tolist():
             if done >= steps:
                 break
@@ -487,7 +488,7 @@ def _build_tiny_mlm(recipe: MLMRecipe, corpus: list[Segments], cache_dir: Path |
             tokenizer = build_word_tokenizer(vocab, recipe.max_length)
             model = tiny_masked_lm(len(tokenizer), recipe)
             log.info("training masked LM %s: tiny BERT MLM (word vocab %d) on %d sequences", key, len(tokenizer), len(corpus))
-            seconds = train_masked_lm(model, tokenizer, corpus, recipe)
+            seconds = train_masked_lm(model, tokenizer, corpus, recipe, desc=f"training masked LM for {name}")
             meta = {"train_seconds": seconds, "recipe": recipe.model_dump(), "n_train": len(corpus),
                     "corpus_hash": corpus_hash, "vocab_size": len(tokenizer)}
             log.info("masked LM trained in %.1fs", seconds)
