@@ -113,19 +113,27 @@ def test_truncation_policy_drops_trailing_words_and_counts():
 
 @pytest.mark.slow
 def test_real_sst2_end_to_end(tmp_path, cache_dir):
-    """Planted-token GLUE SST-2 from the local folder: model > 99%, IG finds the planted word."""
+    """Planted-token GLUE SST-2 from the local folder: model > 99%; on the discriminating default
+    Kernel SHAP finds the planted words and random does not; on the classic one-word variant
+    integrated gradients finds the planted word."""
     from harness.engine.records import ResultRecord
     from harness.engine.runner import RunConfig, run_grid
     from harness.core.submission import resolve
     from harness.engine.task import get_task
 
     d = shared_data("sst2")
-    task = get_task("planted_sst2", data_dir=str(d), n_eval=60)
-    summary = run_grid([task], [resolve("random"), resolve("integrated_gradients")],
-                       RunConfig(results_dir=tmp_path, cache_dir=cache_dir))
-    assert not summary.task_failures and not summary.errors
-    recs = {p.stem: ResultRecord.read(p) for p in tmp_path.rglob("*.json")}
-    assert recs["integrated_gradients"].model.dev_accuracy > 0.99
-    assert recs["integrated_gradients"].task.data_source == "local:glue/sst2"
-    assert recs["integrated_gradients"].scores["gt_overlap"].value > 0.9
-    assert recs["random"].scores["gt_overlap"].value < 0.3
+    task = get_task("planted_sst2", data_dir=str(d), n_eval=60, bias_metrics=False)
+    easy = get_task("planted_sst2", data_dir=str(d), n_eval=60, bias_metrics=False, variant="easy")
+    recs = {}
+    for t, subs in ((task, ("random", "integrated_gradients", "kernel_shap")), (easy, ("random", "integrated_gradients"))):
+        out = tmp_path / t.spec.params["variant"]
+        summary = run_grid([t], [resolve(s) for s in subs], RunConfig(results_dir=out, cache_dir=cache_dir))
+        assert not summary.task_failures and not summary.errors
+        recs.update({(t.spec.params["variant"], p.stem): ResultRecord.read(p) for p in out.rglob("*.json")})
+    ig, shap, rnd = (recs["discriminating", n] for n in ("integrated_gradients", "kernel_shap", "random"))
+    assert ig.model.dev_accuracy > 0.99 and ig.task.data_source == "local:glue/sst2"
+    assert "variant" not in ig.run_spec.task_overrides and task.spec.params["variant"] == "discriminating"
+    assert shap.scores["gt_overlap"].value > 0.8
+    assert rnd.scores["gt_overlap"].value < 0.15 < ig.scores["gt_overlap"].value
+    assert recs["easy", "integrated_gradients"].scores["gt_overlap"].value > 0.9
+    assert recs["easy", "random"].scores["gt_overlap"].value < 0.3

@@ -245,18 +245,20 @@ def test_secret_planted_words_are_hidden_from_explainers_and_records(tmp_path, c
     secret_task = get_task("planted_sst", **SMALL_TASK)
     secret_task.use_secret(SECRET)
     data, pub = secret_task.prepare(), public.prepare()
-    planted = {e.segments[0][g[0]] for e, g in zip(data.examples, data.gold)}
-    assert len(planted) == 2 and not planted & {"positive", "negative"}
+    from tasks.planted_sst.task import PLANTED_PAIRS
+
+    planted = {e.segments[0][i] for e, g in zip(data.examples, data.gold) for i in g}
+    assert len(planted) == 2 * len(PLANTED_PAIRS) and not planted & {w for p in PLANTED_PAIRS for w in p}
     # the spec and the data hash do not name the words (nor can they be matched against pairs)
     spec_json = secret_task.spec.model_dump_json()
     assert not any(w in spec_json for w in planted) and SECRET not in spec_json
     assert data.data_hash != pub.data_hash
-    # the planted word is not the only new word in a sentence: each carries a distractor
+    # the planted words are not the only new words in a sentence: each carries distractors
     # (tests/test_official.py: the secret vocabulary, frequency analysis)
     from tasks.planted_sst.corpus import corpus_vocabulary
 
-    for e in data.examples[:10]:
-        assert sum(w not in corpus_vocabulary() for w in e.segments[0]) == 2
+    for e, g in zip(data.examples, data.gold):
+        assert sum(w not in corpus_vocabulary() for w in e.segments[0]) > len(g)
     # regenerating the task from its public code gives other sentences: no gold to copy
     assert not {e.segments for e in data.examples} & {e.segments for e in pub.examples}
 

@@ -31,6 +31,15 @@ def official_task(secret=SECRET, **overrides):
     return task
 
 
+def classic_task(secret=SECRET, **overrides):
+    """The classic one-word planting (variant ``easy``, the default up to 1.1) in an official run."""
+    return official_task(secret, **{"variant": "easy", **overrides})
+
+
+def flat(words):
+    return [w for x in words for w in ([x] if isinstance(x, str) else flat(x))]
+
+
 def drawn_words(task):
     train, held = task._raw()
     return task._vocabulary(train + held)
@@ -56,7 +65,7 @@ def test_secret_vocabulary_is_large_and_selected_by_the_secret():
 
 
 def test_planted_words_and_distractors_are_secret_words_absent_from_the_corpus():
-    task = official_task()
+    task = classic_task()
     planted, distractors = drawn_words(task)
     assert len(set(planted + distractors)) == 4
     generated = {pseudo_word(SECRET, "planted_sst/vocabulary", i) for i in range(5000)}
@@ -65,7 +74,7 @@ def test_planted_words_and_distractors_are_secret_words_absent_from_the_corpus()
     assert set(planted + distractors) <= set(used) and not set(used) & corpus_words(task)
     # other secrets draw other words
     for other in OTHERS:
-        assert not set(planted + distractors) & set(sum(drawn_words(official_task(other)), []))
+        assert not set(planted + distractors) & set(sum(drawn_words(classic_task(other)), []))
     # every scored example: its gold word is planted (the label's), plus exactly one distractor,
     # the two side by side at the end (position "end") in either order
     data = task.prepare()
@@ -94,7 +103,8 @@ def test_no_candidate_list_in_the_code():
     for secret in [SECRET, *OTHERS]:
         vocab = set(secret_vocabulary(secret))
         assert len(vocab & literals) <= 2, sorted(vocab & literals)
-        assert not set(sum(drawn_words(official_task(secret)), [])) & literals
+        assert not set(sum(drawn_words(classic_task(secret)), [])) & literals
+        assert not set(flat(drawn_words(official_task(secret)))) & literals
 
 
 def _guess_rates(data):
@@ -104,23 +114,23 @@ def _guess_rates(data):
     new = [[i for i, w in enumerate(ex.words) if w not in corpus_vocabulary()] for ex in data.examples]
     freq = Counter(ex.words[i] for ex, idx in zip(data.examples, new) for i in set(idx))
     hits = Counter()
-    for ex, idx, (g,) in zip(data.examples, new, data.gold):
-        hits["most frequent"] += max(idx, key=lambda i: freq[ex.words[i]]) == g
-        hits["least frequent"] += min(idx, key=lambda i: freq[ex.words[i]]) == g
-        hits["last"] += max(idx) == g
-        hits["first"] += min(idx) == g
+    for ex, idx, g in zip(data.examples, new, data.gold):
+        hits["most frequent"] += max(idx, key=lambda i: freq[ex.words[i]]) in g
+        hits["least frequent"] += min(idx, key=lambda i: freq[ex.words[i]]) in g
+        hits["last"] += max(idx) in g
+        hits["first"] += min(idx) in g
     n = len(data.examples)
     return {k: v / n for k, v in hits.items()}, {w: c / n for w, c in freq.items()}
 
 
 def test_word_counting_does_not_single_out_the_planted_pair():
     # the public task: the only new word of each sentence is the planted one -> counting wins
-    public = get_task("planted_sst", n_train=200, n_dev=50, n_eval=300).prepare()
+    public = get_task("planted_sst_easy", n_train=200, n_dev=50, n_eval=300).prepare()
     assert _guess_rates(public)[0]["most frequent"] == 1.0
     rates = []
     for secret in OTHERS:
         for position in ("end", "random"):
-            task = official_task(secret, n_train=200, n_dev=50, n_eval=300, position=position)
+            task = classic_task(secret, n_train=200, n_dev=50, n_eval=300, position=position)
             data = task.prepare()
             planted, distractors = drawn_words(task)
             r, share = _guess_rates(data)
@@ -139,26 +149,67 @@ def test_word_counting_does_not_single_out_the_planted_pair():
 
 @pytest.mark.parametrize("position", ["start", "random"])
 def test_other_positions_place_the_distractor_like_the_planted_word(position):
-    data = official_task(n_train=200, n_dev=50, n_eval=60, position=position).prepare()
+    data = classic_task(n_train=200, n_dev=50, n_eval=60, position=position).prepare()
     new = [[i for i, w in enumerate(ex.words) if w not in corpus_vocabulary()] for ex in data.examples]
     assert all(len(idx) == 2 and g in idx for idx, (g,) in zip(new, data.gold))
     if position == "start":
         assert all(idx == [0, 1] for idx in new) and 10 < sum(g == 0 for (g,) in data.gold) < 50
 
 
+def test_the_default_draws_all_its_pairs_from_the_secret_and_stays_a_coin_flip():
+    """The ``discriminating`` default in an official run: its four planted and four distractor
+    pairs are secret words; the distractors mirror the planted words, so word counts and places
+    single out nothing."""
+    task = official_task(n_train=200, n_dev=50, n_eval=600)
+    assert task.spec.params["planted_words"] == task.spec.params["distractor_words"] == "secret"
+    planted, distractors = drawn_words(task)
+    assert len(planted) == len(distractors) == 4 and all(len(p) == 2 for p in planted + distractors)
+    words = flat(planted + distractors)
+    assert len(set(words)) == 16 and not set(words) & corpus_words(task)
+    assert set(words) <= {pseudo_word(SECRET, "planted_sst/vocabulary", i) for i in range(5000)}
+    assert not set(words) & set(flat(drawn_words(official_task(OTHERS[0]))))
+    side = {w: k for pair in planted for k, w in enumerate(pair)}
+    data = task.prepare()
+    for ex, g in zip(data.examples, data.gold):
+        assert g == [i for i, w in enumerate(ex.words) if w in side]
+        assert len({side[ex.words[i]] for i in g}) == 1
+    rates, share = _guess_rates(data)
+    assert set(share) == set(words)
+    assert max(share.values()) / min(share.values()) < 1.5, share
+    # a word's place says nothing: the last / first new word is planted half of the time
+    assert all(0.4 < rates[k] < 0.6 for k in ("last", "first")), rates
+    # nor does its frequency in the batch.  Which of the 16 words happens to be the most (least)
+    # frequent is a matter of sampling, and it decides most of one secret's hit rate (measured over
+    # 12 secrets: most frequent 0.18-0.63, least frequent 0.37-0.63), so the test averages over
+    # secrets: the planted and distractor words are exchangeable, so the mean is 0.5
+    many = [_guess_rates(official_task(f"frequency-check-secret-{k}-0123456789", n_train=100, n_dev=50,
+                                       n_eval=600).prepare())[0] for k in range(12)]
+    for k in rates:
+        mean = np.mean([r[k] for r in many])
+        assert 0.35 < mean < 0.65, (k, mean, many)
+
+
 def test_official_run_trains_the_model_and_scores(tmp_path, cache_dir):
     """The reference model learns the secret words (and ignores the distractors): above the
-    accuracy floor, and leave-one-out finds the planted word rather than the distractor."""
+    accuracy floor, Kernel SHAP finds the planted words rather than the distractors, and
+    leave-one-out does where one planted word is alone (with several, each is redundant)."""
     task = official_task()
     planted, distractors = drawn_words(task)
     config = RunConfig(results_dir=tmp_path / "r", cache_dir=cache_dir, batch_size=8, secret=SECRET,
                        hidden_subset=16)
-    summary = run_grid([task], [resolve("leave_one_out")], config)
+    summary = run_grid([task], [resolve("kernel_shap"), resolve("leave_one_out")], config)
     assert not summary.task_failures and not summary.errors, (summary.task_failures, summary.errors)
-    path = next(Path(tmp_path / "r").rglob("leave_one_out.json"))
-    rec = ResultRecord.read(path)
-    assert rec.status == "ok" and rec.official.secret_vocabulary
-    assert rec.model.dev_accuracy >= task.spec.model.min_dev_accuracy
-    assert rec.scores["gt_overlap"].value > 0.9, rec.scores["gt_overlap"]
-    text = path.read_text()
-    assert SECRET not in text and not any(w in text for w in planted + distractors)
+    data = task.prepare()
+    n_gold = {e.id: len(g) for e, g in zip(data.examples, data.gold)}
+    recs = {}
+    for name in ("kernel_shap", "leave_one_out"):
+        path = next(Path(tmp_path / "r").rglob(f"{name}.json"))
+        rec = recs[name] = ResultRecord.read(path)
+        assert rec.status == "ok" and rec.official.secret_vocabulary
+        assert rec.model.dev_accuracy >= task.spec.model.min_dev_accuracy
+        text = path.read_text()
+        assert SECRET not in text and not any(w in text for w in flat(planted + distractors))
+    assert recs["kernel_shap"].scores["gt_overlap"].value > 0.9, recs["kernel_shap"].scores["gt_overlap"]
+    loo = recs["leave_one_out"]
+    alone = [v for i, v in zip(loo.example_ids, loo.per_example["gt_overlap"]) if n_gold[i] == 1]
+    assert alone and min(alone) == 1.0, alone

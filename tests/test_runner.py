@@ -13,6 +13,7 @@ from harness.core.submission import load_submission, resolve
 from harness.engine.task import get_task
 
 from conftest import FIXTURES, SMALL_TASK
+from tasks.planted_sst.task import VERSION as PLANTED_VERSION
 
 GRID = ["random", "integrated_gradients", "leave_one_out"]
 BROKEN = ["raises", "nan_scores"]
@@ -67,9 +68,13 @@ def test_acceptance_numbers_on_the_slice(grid_run):
     config, *_ = grid_run
     recs = _records(config)
     ig, rnd, loo = recs["integrated_gradients"], recs["random"], recs["leave_one_out"]
-    assert ig.scores["gt_overlap"].value > 0.9
+    # the discriminating default (1-4 planted words among as many distractors): IG finds the
+    # exact planted set in about half of the examples (0.493 at full size), random almost never
+    assert ig.scores["gt_overlap"].value > 0.3
     assert ig.scores["gt_overlap"].value >= 3 * rnd.scores["gt_overlap"].value
-    assert abs(rnd.scores["mean_rank_pct"].value - 0.5) < 0.1
+    assert ig.scores["mean_rank_pct"].value < 0.5 * rnd.scores["mean_rank_pct"].value
+    # a random map puts the last of k planted words at k(n+1)/(k+1) of n words: k = 1..4 -> 0.68
+    assert abs(rnd.scores["mean_rank_pct"].value - 0.68) < 0.12
     # cost accounting: IG = 50 steps of forward+backward per example (+ its convergence check)
     assert ig.cost.backward_per_example == pytest.approx(50)
     assert ig.cost.forward_per_example >= 50
@@ -135,7 +140,7 @@ def test_leaderboard_is_deterministic_and_ranked(grid_run, tmp_path):
     for pa, pb in zip(a, b):
         assert pa.read_bytes() == pb.read_bytes(), pa.name
     md = (tmp_path / "a" / "LEADERBOARD.md").read_text()
-    assert "## planted_sst (v1.1) on tiny-bert" in md and "Failed submissions" in md
+    assert f"## planted_sst (v{PLANTED_VERSION}) on tiny-bert" in md and "Failed submissions" in md
     assert md.index(" | integrated_gradients (") < md.index(" | random |")  # ranked rows: name, then its links
     assert "explainer exploded on purpose" in md
     doc = json.loads((tmp_path / "a" / "leaderboard.json").read_text())

@@ -386,7 +386,8 @@ def test_sanity_end_to_end_runner_and_leaderboard(tmp_path, cache_dir):
     assert recs["gradient"].scores["rho_top_block"].value < 0.9
     assert abs(recs["random"].scores["rho_top_block"].value) < 0.5
     mlm = recs["random"].tables["sanity_mlm"][0]
-    assert mlm["status"] == "measured" and 0 <= mlm["exact_match"] <= 1 and mlm["n_gold"] == 40
+    # over the planted words of the first 40 inputs: 1 to 4 per input on the default
+    assert mlm["status"] == "measured" and 0 <= mlm["exact_match"] <= 1 and 40 <= mlm["n_gold"] <= 160
     assert [m["seed"] for m in recs["random"].tables["sanity_models"]] == [0, 1]
     assert recs["random"].tables["sanity_variants"][0]["prediction_agreement"] == 1.0
     assert all(m["dev_accuracy"] >= 0.99 for m in recs["random"].tables["sanity_models"])

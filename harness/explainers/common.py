@@ -137,6 +137,21 @@ def proba_of_embeds(bundle):
     return forward
 
 
+def embedding_gradients(model, batch: ExplainBatch):
+    """``d p(target | x) / d e_t`` for every token t, a (B, T, D) tensor: captum's ``Saliency``
+    (``abs=False``) on the input token (word) embeddings, one batched forward + backward (the
+    examples are independent, so the gradient of the summed target probabilities gives every
+    example its own gradient).  Reduce it over D as the method says (L2 norm, signed sum)."""
+    import torch
+    from captum.attr import Saliency
+
+    with torch.no_grad():
+        embeds = model.embeddings(batch.input_ids).detach().requires_grad_()
+    grads = Saliency(proba_of_embeds(model)).attribute(
+        embeds, target=batch.targets, abs=False,
+        additional_forward_args=(batch.attention_mask, batch.token_type_ids))
+    return grads.detach()
+
 def pad_baseline(batch: ExplainBatch, pad_token_id: int):
     """The input ids with every non-special token replaced by [PAD] ([CLS]/[SEP] kept)."""
     baseline = batch.input_ids.clone()

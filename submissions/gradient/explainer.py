@@ -10,21 +10,10 @@ example its own gradient.
 from __future__ import annotations
 
 import numpy as np
-import torch
-from captum.attr import Saliency
 
 from harness.explain_utils import zero_specials
+from harness.explainers.common import embedding_gradients
 from harness.protocols import Attributions, ExplainBatch
-
-
-def proba_of_embeds(bundle):
-    """captum forward function: (inputs_embeds, attention_mask, token_type_ids) -> (B, C) probabilities."""
-
-    def forward(inputs_embeds, attention_mask, token_type_ids):
-        return bundle.proba(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                            token_type_ids=token_type_ids)
-
-    return forward
 
 
 class GradientSaliency:
@@ -32,14 +21,5 @@ class GradientSaliency:
     version = "1.0.0"
 
     def explain(self, model, batch: ExplainBatch) -> Attributions:
-        with torch.no_grad():
-            embeds = model.embeddings(batch.input_ids).detach().requires_grad_()
-        saliency = Saliency(proba_of_embeds(model))
-        grads = saliency.attribute(
-            embeds,
-            target=batch.targets,
-            abs=False,
-            additional_forward_args=(batch.attention_mask, batch.token_type_ids),
-        )
-        scores = grads.detach().norm(dim=-1).cpu().numpy().astype(np.float64)
+        scores = embedding_gradients(model, batch).norm(dim=-1).cpu().numpy().astype(np.float64)
         return Attributions(level="token", scores=zero_specials(scores, batch))

@@ -12,17 +12,8 @@ import torch
 from captum.attr import InputXGradient
 
 from harness.explain_utils import zero_specials
+from harness.explainers.common import proba_of_embeds
 from harness.protocols import Attributions, ExplainBatch, NotApplicableError
-
-
-def proba_of_embeds(bundle):
-    """captum forward function: (inputs_embeds, attention_mask, token_type_ids) -> (B, C) probabilities."""
-
-    def forward(inputs_embeds, attention_mask, token_type_ids):
-        return bundle.proba(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                            token_type_ids=token_type_ids)
-
-    return forward
 
 
 class GradientXInput:
