@@ -260,18 +260,31 @@ def _fork_worker(cfg: dict, preload: Sequence[str], timeout: float) -> _ForkedPr
     st_r, st_w = os.pipe()
     try:
         srv.spawn({**cfg, "preload": list(preload)}, (p2c_r, c2p_w, out_w), st_w)
-    finally:
-        for fd in (p2c_r, c2p_w, out_w, st_w):
-            os.close(fd)
-    try:
-        return _ForkedProc(st_r, Connection(p2c_w, readable=False), Connection(c2p_r, writable=False),
-                           io.FileIO(out_r, "rb"), timeout)
     except BaseException:
-        for fd in (st_r, p2c_w, c2p_r, out_r):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        for fd in (st_r, p2c_w, c2p_r, out_r):  # our ends, not yet owned by anything
+            os.close(fd)
+        raise
+    finally:
+        for fd in (p2c_r, c2p_w, out_w, st_w):  # the worker's ends: it holds its own copies
+            os.close(fd)
+    # Each descriptor is closed exactly once, by its owner: once wrapped, by the wrapper's
+    # close() (a raw os.close here and the wrapper's own close on collection would close it
+    # twice, "Bad file descriptor", or close a descriptor number reused in the meantime).
+    owners: list = []
+    raw = [p2c_w, c2p_r, out_r]
+    try:
+        tx = Connection(raw.pop(0), readable=False)
+        owners.append(tx)
+        rx = Connection(raw.pop(0), writable=False)
+        owners.append(rx)
+        out = io.FileIO(raw.pop(0), "rb")
+        owners.append(out)
+        return _ForkedProc(st_r, tx, rx, out, timeout)
+    except BaseException:  # e.g. Ctrl-C while the fork server starts the worker
+        for owner in owners:
+            owner.close()
+        for fd in (st_r, *raw):
+            os.close(fd)
         raise
 
 
