@@ -54,7 +54,26 @@ def cmd_run(args) -> int:
     overrides = _task_overrides(args)
     if args.models and args.model:
         raise UsageError("run: give --model or --models, not both")
-    if args.models:  # the model axis: every task on every model (a board per task and model)
+    suite = None
+    if args.suite:
+        from harness.engine.suite import build_tasks, load_suite
+
+        given = [f for f, v in (("--tasks", args.tasks), ("--model", args.model), ("--models", args.models),
+                                ("--n-eval", args.n_eval), ("--set", args.set)) if v]
+        if given:
+            raise UsageError(f"run: --suite declares the tasks, models and parameters; drop {', '.join(given)} "
+                             "(or edit a copy of the suite file)")
+        suite = load_suite(args.suite)
+        extra = {"data_dir": args.data_dir} if args.data_dir else {}
+        tasks = build_tasks(suite, extra)
+        log.info("suite %s %s: %d task x model cells (%s), expected %s min on %s", suite.name, suite.version,
+                 len(tasks), ", ".join(f"{t.spec.name}/{t.spec.model.label}" for t in tasks),
+                 f"{suite.expected_runtime_minutes:g}", suite.hardware)
+        if suite.masked_lm == "none":
+            args.mlm = "none"
+        if suite.hidden_subset and args.hidden_subset is None and (args.secret_seed_file or _env_secret()):
+            args.hidden_subset = suite.hidden_subset
+    elif args.models:  # the model axis: every task on every model (a board per task and model)
         from harness.models.reference import expand_models, recipe_from
 
         args.models = expand_models(args.models)
@@ -65,9 +84,10 @@ def cmd_run(args) -> int:
         dupes = sorted({x for x in labels if labels.count(x) > 1})
         if dupes:
             raise UsageError(f"run: --models gives two models the same board name {dupes}: results would collide")
-        tasks = [_task(get_task, t, {**overrides, "model": m}) for m in args.models for t in args.tasks]
+        tasks = [_task(get_task, t, {**overrides, "model": m})
+                 for m in args.models for t in (args.tasks or DEFAULT_TASKS)]
     else:
-        tasks = [_task(get_task, t, overrides) for t in args.tasks]
+        tasks = [_task(get_task, t, overrides) for t in (args.tasks or DEFAULT_TASKS)]
     try:
         subs = [resolve(s) for s in args.submissions] if args.submissions else [discover().get(n) for n in discover()]
         check_unique_names(subs)  # one name = one result file: a second one would replace the first's record
@@ -102,6 +122,12 @@ def cmd_run(args) -> int:
                     "written and on the board)", len(summary.errors), len(summary.task_failures))
         return 1
     return 0
+
+
+def _env_secret() -> bool:
+    import os
+
+    return bool(os.environ.get("ATTRIBOARD_SECRET_SEED"))
 
 
 def _task(get_task, name: str, overrides: dict):
@@ -185,7 +211,10 @@ def cmd_list(args) -> int:
     from harness.engine.task import TASKS, load_builtin_tasks
 
     load_builtin_tasks()
+    from harness.engine.suite import available
+
     print("tasks:", ", ".join(TASKS.names()))
+    print("suites:", ", ".join(available()), "(attriboard run --suite NAME)")
     print("metrics:", ", ".join(METRICS.names()))
     reg = discover()
     print("submissions:")
@@ -284,7 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
                               "missing folder: one line, its traceback with attriboard --debug run ...); 130 "
                               "interrupted (Ctrl-C: finished records are kept; run the same command again to "
                               "resume).")
-    r.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS))
+    r.add_argument("--tasks", nargs="+", help=f"registered task names (default: {' '.join(DEFAULT_TASKS)})")
+    r.add_argument("--suite", help="a declared suite instead of --tasks/--models/--n-eval: a name under suites/ "
+                                   "('default', 'official': its newest version) or a suite TOML file "
+                                   "(harness/engine/suite.py)")
     r.add_argument("--submissions", nargs="+", help="names or folders (default: every built-in)")
     r.add_argument("--n-eval", type=int, help="number of evaluated examples per task")
     r.add_argument("--model", help="reference model preset: tiny-bert (default, offline), minilm "
