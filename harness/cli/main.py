@@ -97,6 +97,29 @@ def cmd_run(args) -> int:
                        aggregation=args.aggregation, batch_size=args.batch_size, force=args.force,
                        device=args.device, mlm=args.mlm, all_submissions=args.all_submissions,
                        threads=_threads_arg(args.threads), **_isolation_options(args))
+    if args.plan or args.budget is not None:
+        from harness.engine.plan import budget_problem, calibrate, calibration_dirs, make_plan, render
+
+        results = Path(args.results_dir)
+        planned = dict(all_submissions=args.all_submissions, seed=args.seed, aggregation=args.aggregation,
+                       batch_size=args.batch_size)
+        plan = make_plan(tasks, subs, results, **planned)
+        if args.plan and args.calibrate and plan.unknown:
+            iso = _isolation_options(args)
+            iso.pop("secret", None), iso.pop("hidden_subset", None)  # calibration: public data only
+            measured = calibrate(tasks, subs, plan, args.calibrate, Path(args.cache_dir),
+                                 dict(seed=args.seed, batch_size=args.batch_size, device=args.device, mlm=args.mlm,
+                                      threads=_threads_arg(args.threads), **iso))
+            plan = make_plan(tasks, subs, results, extra_measurements=calibration_dirs(measured), **planned)
+        if args.plan:
+            print(render(plan, args.budget))
+            return 1 if args.budget is not None and budget_problem(plan, args.budget) else 0
+        problem = budget_problem(plan, args.budget)
+        if problem is not None:
+            print(f"attriboard: run refused: --budget {args.budget:g} min {problem} (attriboard plan shows "
+                  "the cells)", file=sys.stderr)
+            return 1
+        log.info("budget %g min: predicted %.1f min", args.budget, plan.total_s / 60)
     log.info("running %d submissions on %d tasks: %s x %s", len(subs), len(tasks),
              [s.name for s in subs], [t.spec.name for t in tasks])
     if args.jobs < 1:
@@ -122,6 +145,18 @@ def cmd_run(args) -> int:
                     "written and on the board)", len(summary.errors), len(summary.task_failures))
         return 1
     return 0
+
+
+def _plan_as_run(argv: list[str]) -> list[str]:
+    """``attriboard [-v] plan ARGS`` is ``attriboard [-v] run --plan ARGS`` (the run's flags)."""
+    i = next((k for k, a in enumerate(argv) if not a.startswith("-")), None)
+    if i is None or argv[i] != "plan":
+        return argv
+    return [*argv[:i], "run", "--plan", *argv[i + 1:]]
+
+
+def cmd_plan(args) -> int:  # reached only through _plan_as_run's rewrite
+    return cmd_run(args)
 
 
 def _env_secret() -> bool:
@@ -364,7 +399,20 @@ def build_parser() -> argparse.ArgumentParser:
                    "(else $ATTRIBOARD_SECRET_SEED); tasks draw secret variants (T1: the planted words), "
                    "records store only its sha256 commitment")
     r.add_argument("--hidden-subset", type=int, help="official run: evaluate N examples per task drawn with the secret")
+    r.add_argument("--plan", action="store_true", help="print the plan (cells, predicted passes and time, hub "
+                   "fetches, total) instead of running: the same as attriboard plan")
+    r.add_argument("--calibrate", type=int, metavar="K", help="with --plan: measure cells that have no record "
+                   "by running them on K examples first (records under <cache>/calibration)")
+    r.add_argument("--budget", type=float, metavar="MINUTES", help="refuse to start when the predicted time of the "
+                   "cells to run exceeds MINUTES, or cannot be predicted (docs: harness/engine/plan.py)")
     r.set_defaults(func=cmd_run)
+
+    pl = sub.add_parser("plan", help="what a run would do and cost: per cell (task x model x submission) the "
+                        "predicted passes and time from measurements on this machine, what is cached, what it "
+                        "would fetch, the total (takes run's flags, e.g. --suite official --calibrate 4 --budget 60)",
+                        add_help=False)
+    pl.add_argument("rest", nargs=argparse.REMAINDER)
+    pl.set_defaults(func=cmd_plan)
 
     lb = sub.add_parser("leaderboard", help="build LEADERBOARD.md / .csv / .json from result files")
     lb.add_argument("--results-dir", default=str(REPO_ROOT / "leaderboard" / "results"))
@@ -438,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     from harness.core.errors import user_error_types
 
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_plan_as_run(argv))
     _setup_logging(args.verbose)
     started = time.time()
     try:

@@ -120,6 +120,9 @@ class Timing(_Strict):
     runs: the submission cannot change them); ``in-process``: the explainer ran in the harness."""
     self_reported_total_s: Optional[float] = None
     """The worker's own clock (isolated runs): shown beside the measured time, never used for it."""
+    evaluate_s: Optional[float] = None
+    """Wall seconds of the whole cell evaluation (explain calls and metrics), measured around
+    ``task.evaluate``: what ``attriboard plan`` extrapolates from."""
     composed_from: Optional[list[str]] = None
     """A built-in composite (ensemble) whose chunks were composed from its members' cached chunks
     of the same run: its time and passes are the sums of theirs (as when it runs them itself)."""

@@ -846,6 +846,7 @@ def run_submission(sub: Submission, ctx: TaskContext, config: RunConfig) -> Resu
         return _error_record(sub, ctx, config, spec, f, run.isolation if run else _isolation_info(config))
     n, dev = len(ctx.data.examples), ctx.ref.bundle.device
     timing, cost, memory = (_measured_chunks(run.chunks, n, dev) if run.chunks else _measured_loop(outer, n, dev))
+    timing = timing.model_copy(update={"evaluate_s": outer.seconds})
     base = _base_record(sub, ctx, config, spec, "ok", level=ev.level, isolation=run.isolation)
     if ev.aggregation is not None:
         base["aggregation"] = ev.aggregation
