@@ -130,6 +130,13 @@ def test_mixed_records_are_flagged_and_not_counted():
     assert b.not_counted == "its records mix model hashes"
     assert b.flags[0].startswith("mixed records: model hashes: 2 different (0ther, 40de)")
     assert ranking_boards([b]) == [] and overall([b]) == []
+    # another dtype is another model run: flagged too; an old record without one reads as float32
+    recs = [_rec("planted_sst", "random", 0.1), _rec("planted_sst", "gradient", 0.9, 1, dtype="float32"),
+            _rec("planted_sst", "lime", 0.8, 2, dtype="bfloat16")]
+    b = build_boards(_items(*recs))[0]
+    assert b.not_counted == "its records mix model dtypes"
+    assert b.flags[0] == "mixed records: model dtypes: 2 different (bfloat16, float32) (not comparable: re-run them together)"
+    assert build_boards(_items(*recs[:2]))[0].not_counted is None
 
 
 def test_a_saturated_board_is_flagged():

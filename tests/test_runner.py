@@ -58,7 +58,7 @@ def test_grid_writes_valid_records_and_isolates_failures(grid_run):
         assert r.timing.device == "cpu" and r.memory.peak_rss_mb > 0
         assert r.provenance.packages["torch"].startswith("2.13.0") and r.provenance.seeds["explain"] == 0
         assert r.truncation.n_inputs == SMALL_TASK["n_eval"]
-        assert r.model.dev_accuracy > 0.99 and r.task.data_hash and r.model.model_hash
+        assert r.model.dev_accuracy > 0.99 and r.task.data_hash and r.model.model_hash and r.model.dtype == "float32"
         # the record on disk round-trips through the strict schema
         raw = json.loads((config.results_dir / "planted_sst" / "tiny-bert" / f"{name}.json").read_text())
         assert ResultRecord.model_validate(raw) == r

@@ -261,17 +261,21 @@ def build_boards(records: list[tuple[ResultRecord, str]]) -> list[Board]:
 _SAME = (("model hashes", lambda r: r.model.model_hash), ("task versions", lambda r: (r.task.version, r.task.spec_hash)),
          ("data", lambda r: r.task.data_hash), ("example counts", lambda r: r.task.n_examples),
          ("aggregations", lambda r: r.aggregation),
-         ("masked LMs", lambda r: None if r.mlm is None else r.mlm.model_hash))
+         ("masked LMs", lambda r: None if r.mlm is None else r.mlm.model_hash),
+         ("model dtypes", lambda r: r.model.dtype))
 
 
 def mixed_records(items: list[tuple[ResultRecord, str]]) -> list[str]:
     """What the records of one board disagree on (empty: nothing): each as ``"<what>: <values>"``.
-    A record without a masked LM (a run that needed none) agrees with any masked LM."""
+    A record without a masked LM (a run that needed none) agrees with any masked LM, and one
+    without a recorded dtype (written before dtypes were recorded: float32) with float32."""
     out = []
     for what, key in _SAME:
         vals = {key(r) for r, _ in items}
         if what == "masked LMs":
             vals.discard(None)
+        if what == "model dtypes":
+            vals = {"float32" if v is None else v for v in vals}
         if len(vals) > 1:
             shown = sorted(str(v if not isinstance(v, tuple) else v[0]) for v in vals)
             out.append(f"{what}: {len(vals)} different ({', '.join(shown[:4])}{', ...' if len(shown) > 4 else ''})")

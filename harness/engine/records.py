@@ -92,6 +92,9 @@ class ModelInfo(_Strict):
     majority_dev_accuracy: Optional[float] = None
     """The dev split's most frequent label's share: the accuracy of always guessing it. With
     ``num_labels`` the board's chance level (:func:`harness.board.boards.chance_level`)."""
+    dtype: Optional[str] = None
+    """The reference model's parameter dtype during the run (``float32`` unless a lower
+    precision is declared); timings and scores are only comparable at the same dtype."""
 
 
 class MaskedLMInfo(_Strict):

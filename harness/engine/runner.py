@@ -656,6 +656,12 @@ def _majority_share(dev) -> float | None:
     return max(labels.values()) / len(dev) if dev else None
 
 
+def _dtype(model) -> str | None:
+    """The dtype of the model's parameters (``float32``), None for a model without any."""
+    p = next(iter(model.parameters()), None)
+    return None if p is None else str(p.dtype).removeprefix("torch.")
+
+
 def _base_record(sub: Submission, ctx: TaskContext, config: RunConfig, spec: RunSpec, status: str, level=None,
                  isolation=None):
     tspec = ctx.task.spec
@@ -671,7 +677,8 @@ def _base_record(sub: Submission, ctx: TaskContext, config: RunConfig, spec: Run
                       load_report=dict(ctx.task.load_report or {}), overrides=spec.task_overrides),
         model=ModelInfo(name=ctx.ref.bundle.name, description=ctx.ref.description, recipe_hash=ctx.ref.recipe.hash(),
                         model_hash=ctx.ref.model_hash, dev_accuracy=ctx.ref.dev_accuracy,
-                        num_labels=tspec.num_labels, majority_dev_accuracy=_majority_share(ctx.data.dev)),
+                        num_labels=tspec.num_labels, majority_dev_accuracy=_majority_share(ctx.data.dev),
+                        dtype=_dtype(ctx.ref.bundle.model)),
         mlm=None if ctx.mlm is None else MaskedLMInfo(
             name=ctx.mlm.name, description=ctx.mlm.description, model_hash=ctx.mlm.model_hash,
             recipe_hash=getattr(ctx.mlm, "recipe_hash", None)),
