@@ -154,6 +154,11 @@ class Memory(_Strict):
     scope: Optional[Literal["process", "worker"]] = None
     """``worker``: peak RSS of the submission's own worker process tree (isolated runs);
     ``process``: of the harness process the explainer ran in (in-process runs)."""
+    oom_backoffs: Optional[int] = None
+    """Batches the harness's model bundle split because they did not fit the device (metrics, and
+    the explainer's calls when it ran in-process; a sandboxed worker's own splits are not seen)."""
+    max_batch_rows: Optional[int] = None
+    """The largest batch that fitted after such a split (None: no batch failed)."""
 
 
 class Truncation(_Strict):

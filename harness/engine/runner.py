@@ -840,6 +840,7 @@ def run_submission(sub: Submission, ctx: TaskContext, config: RunConfig) -> Resu
     scores, the measured cost and the run spec into a :class:`ResultRecord`."""
     spec = run_spec(sub, ctx, config)
     run = None
+    backoffs = ctx.ref.bundle.oom_backoffs
     try:
         with ExitStack() as stack:
             run = Run(sub, ctx, config, spec.key(), stack)
@@ -854,6 +855,8 @@ def run_submission(sub: Submission, ctx: TaskContext, config: RunConfig) -> Resu
     n, dev = len(ctx.data.examples), ctx.ref.bundle.device
     timing, cost, memory = (_measured_chunks(run.chunks, n, dev) if run.chunks else _measured_loop(outer, n, dev))
     timing = timing.model_copy(update={"evaluate_s": outer.seconds})
+    memory = memory.model_copy(update={"oom_backoffs": ctx.ref.bundle.oom_backoffs - backoffs,
+                                       "max_batch_rows": ctx.ref.bundle.max_rows})
     base = _base_record(sub, ctx, config, spec, "ok", level=ev.level, isolation=run.isolation)
     if ev.aggregation is not None:
         base["aggregation"] = ev.aggregation

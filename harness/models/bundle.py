@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -10,6 +11,8 @@ import torch
 
 from harness.models.encoding import Encoded, encode
 from harness.protocols import ExplainBatch, Segments
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -111,15 +114,44 @@ class ModelBundle:
 
     def logits(self, input_ids=None, attention_mask=None, token_type_ids=None,
                inputs_embeds=None) -> torch.Tensor:
-        """(B, C) logits; pass either ``input_ids`` (B, T) or ``inputs_embeds`` (B, T, D)."""
-        kwargs = {"attention_mask": attention_mask}
-        if token_type_ids is not None:
-            kwargs["token_type_ids"] = token_type_ids
-        if inputs_embeds is not None:
-            kwargs["inputs_embeds"] = inputs_embeds
-        else:
-            kwargs["input_ids"] = input_ids
-        return self.model(**kwargs).logits
+        """(B, C) logits; pass either ``input_ids`` (B, T) or ``inputs_embeds`` (B, T, D).
+
+        Out-of-memory back-off: a batch that does not fit the device is split in halves (and the
+        halves again, down to one row), and every later call is sent in pieces of at most the
+        largest size that fitted (:attr:`max_rows`, ``None`` until a batch failed); each split
+        counts in :attr:`oom_backoffs`.  Each row's result is that of the whole batch up to float
+        rounding (a row does not depend on the other rows of its batch), so only time and peak
+        memory change."""
+        tensors = {"attention_mask": attention_mask, "token_type_ids": token_type_ids,
+                   "inputs_embeds" if inputs_embeds is not None else "input_ids":
+                   inputs_embeds if inputs_embeds is not None else input_ids}
+        return self._rows(tensors)
+
+    max_rows: int | None = field(default=None, init=False, repr=False)
+    """The largest batch that fitted after an out-of-memory error (None: none failed yet)."""
+    oom_backoffs: int = field(default=0, init=False, repr=False)
+    """How many times a batch was split because it did not fit the device."""
+
+    def _rows(self, tensors: dict) -> torch.Tensor:
+        present = {k: v for k, v in tensors.items() if v is not None}
+        rows = next(iter(v for k, v in present.items() if k != "attention_mask")).shape[0]
+        if self.max_rows is not None and rows > self.max_rows:
+            step = self.max_rows  # fixed for this split (a piece that fails lowers max_rows for later calls)
+            return torch.cat([self._rows({k: v[s:s + step] for k, v in present.items()})
+                              for s in range(0, rows, step)], 0)
+        try:
+            return self.model(**present).logits
+        except torch.OutOfMemoryError:
+            if rows <= 1:
+                raise
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            half = (rows + 1) // 2
+            self.oom_backoffs += 1
+            self.max_rows = half if self.max_rows is None else min(self.max_rows, half)
+            log.warning("%s: a batch of %d rows did not fit the device; sending at most %d rows at a time",
+                        self.name, rows, self.max_rows)
+            return self._rows(present)
 
     def proba(self, input_ids=None, attention_mask=None, token_type_ids=None,
               inputs_embeds=None) -> torch.Tensor:
