@@ -49,7 +49,7 @@ def kept_proba_by_length(model, segments: Sequence[Segments], keeps: Sequence[np
         counts = [int(np.count_nonzero(k)) for k in keeps]
     order = np.argsort(np.asarray(counts), kind="stable")  # by word count, stable
     out = []
-    with torch.no_grad():
+    with torch.inference_mode():
         for ids, att, tt in kept_batches(model, [segments[k] for k in order], [keeps[k] for k in order]):
             out.append(model.proba(ids, att, tt).cpu().numpy())
     proba = np.empty((len(order), model.num_labels), dtype=np.float64)

@@ -165,7 +165,7 @@ class ModelBundle:
     def encode(self, segments: Sequence[Segments]) -> Encoded:
         return encode(self.tokenizer, list(segments), self.max_length, self.device)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def proba_of_segments(self, segments: Sequence[Segments], batch_size: int | None = None) -> np.ndarray:
         """Class probabilities (N, C) for N word-level inputs, in large no-grad batches."""
         bs = batch_size or self.predict_batch_size

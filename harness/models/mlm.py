@@ -209,7 +209,7 @@ class WordMaskedLM:
                 groups.setdefault((nseg, len(tokens[0])), []).append((t, tokens))
         dev = self.device
         use_types = "token_type_ids" in _forward_args(self.model)
-        with torch.no_grad():
+        with torch.inference_mode():
             for key in sorted(groups):
                 items = groups[key]
                 for start in range(0, len(items), self.batch_size):

@@ -86,7 +86,7 @@ def _in_place_outputs(bundle, segments: Sequence[Segments], removes: list[np.nda
                                  f"({type(bundle.tokenizer).__name__})")
     bs = batch_size or bundle.predict_batch_size
     out = []
-    with torch.no_grad():
+    with torch.inference_mode():  # outputs leave as numpy: no autograd state at all
         for start in range(0, len(segments), bs):
             enc = bundle.encode(list(segments[start:start + bs]))
             hit = torch.zeros_like(enc.input_ids, dtype=torch.bool)
@@ -231,7 +231,7 @@ def _kept_outputs(bundle, segments, removes, batch_size, forward, width: int) ->
     import torch
 
     inverse, batches = kept_rows(bundle, segments, [~r for r in removes], batch_size, dedup=True)
-    with torch.no_grad():
+    with torch.inference_mode():
         out = [forward(ids, att, tt, None) for ids, att, tt in batches]
     if not out:
         return np.zeros((0, width))
