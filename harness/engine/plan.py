@@ -107,10 +107,11 @@ def estimate_seconds(measured: Sequence[tuple[int, float]], n: int) -> tuple[flo
     is the worker start, model transfer and metric set-up), with one count proportional."""
     if len(measured) >= 2:
         (n1, s1), (n0, s0) = measured[0], measured[1]
-        per = max(0.0, (s1 - s0) / (n1 - n0))
-        fixed = max(0.0, s1 - per * n1)
-        return fixed + per * n, f"fixed {fixed:.1f} s + {per:.4f} s/example"
-    (k, s), = measured
+        per = (s1 - s0) / (n1 - n0)
+        if per > 0:
+            fixed = max(0.0, s1 - per * n1)
+            return fixed + per * n, f"fixed {fixed:.1f} s + {per:.4f} s/example"
+    k, s = measured[0]  # one size, or two that do not grow with n (noise): the larger, proportionally
     return s * n / k, "proportional to one measurement"
 
 
@@ -191,12 +192,20 @@ def calibrate(tasks: Sequence, subs: Sequence, plan: Plan, k: int, cache_dir: Pa
     calibration folder (:func:`calibration_dirs` lists its measurement folders)."""
 
     out = Path(cache_dir) / "calibration"
+    # one warm-up cell first: the first cell of a process pays one-off costs (the fork server's
+    # start, first imports and kernels: 5 s of a 6 s LIME cell measured here) that would
+    # otherwise read as a fixed cost per cell
+    first = next((c for c in plan.unknown), None)
+    if first is not None:
+        warm = Plan(cells=[first])
+        _calibrate_at(tasks, subs, warm, k, out / "warmup", cache_dir, config_kwargs)
     for size in (k, 2 * k):
         _calibrate_at(tasks, subs, plan, size, out / f"n{size}", cache_dir, config_kwargs)
     return out
 
 
 def calibration_dirs(folder: Path) -> list[Path]:
+    """The measurement folders of a calibration (not its warm-up)."""
     return sorted(p for p in Path(folder).glob("n*") if p.is_dir())
 
 
