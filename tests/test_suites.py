@@ -118,3 +118,52 @@ def test_a_suite_runs_end_to_end_and_a_local_checkpoint_stands_in_for_the_hub(tm
     orig = ResultRecord.read(tmp_path / "r" / "planted_sst" / "tiny-distilbert" / "loo_empty.json")
     assert mine.model.dev_accuracy == orig.model.dev_accuracy and "explained as it is" in mine.model.description
     assert mine.per_example["gt_overlap"] == pytest.approx(orig.per_example["gt_overlap"])
+
+
+@pytest.mark.slow
+def test_the_official_suite_offline_with_local_checkpoints_and_data(tmp_path):
+    """The official suite's own entries (tasks, parameters, the board per model), with the hub
+    replaced as a reviewer without network would: each dataset by the local copy in
+    ../shared/data, each published checkpoint by a fine-tuned classifier saved in hub layout
+    (a tiny DistilBERT fine-tuned on the task here, explained as it is). The only other change is
+    the example count (and, for the tiny stand-ins, the accuracy bar)."""
+    import tomllib
+
+    from conftest import shared_data
+
+    local = {"planted_sst2": shared_data("sst2"), "multinli": shared_data("mnli-hard"), "esnli": shared_data("esnli")}
+    official = tomllib.loads(suite_path("official").read_text())
+    labels = {"planted_sst2": "#0,1", "multinli": "#0,1,2", "esnli": "#0,1,2"}
+    bars = {"planted_sst2": {}, "multinli": {"min_dev_accuracy": 0.3}, "esnli": {"min_dev_accuracy": 0.35}}
+
+    def as_local(models_of) -> str:
+        lines = [f'{k} = {json.dumps(v)}' for k, v in official.items() if k != "tasks"]
+        for e in official["tasks"]:
+            t = e["task"]
+            params = {**e.get("params", {}), "data_dir": str(local[t]), **bars[t]}
+            if t in ("planted_sst2", "multinli"):
+                params["bias_metrics"] = False
+            lines += ["[[tasks]]", f'task = "{t}"', "n_eval = 8", f"models = {json.dumps(models_of(t))}",
+                      "params = { " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in params.items()) + " }",
+                      f'dataset = {{ source = "local", id = "{e["dataset"]["id"]}", split = "{e["dataset"]["split"]}" }}']
+        return "\n".join(lines) + "\n"
+
+    # first the stand-ins for the published checkpoints: fine-tuned on each task's local data
+    train = _write(tmp_path, as_local(lambda t: ["tiny-distilbert"]), "train.toml")
+    assert _run(tmp_path, train) == 0
+    ckpts = {}
+    for t in local:
+        folder = next(p for p in (tmp_path / "c" / "models").iterdir() if p.is_dir() and p.name.startswith(f"{t}-")
+                      and json.loads((p / "attriboard_model.json").read_text())["recipe"].get("family") == "distilbert")
+        ckpts[t] = tmp_path / "hub" / f"{t}-distilbert"
+        shutil.copytree(folder, ckpts[t], ignore=shutil.ignore_patterns("attriboard_model.json"))
+    suite = _write(tmp_path, as_local(lambda t: [f"checkpoint:{ckpts[t]}{labels[t]}"]), "official-local.toml")
+    loaded = load_suite(str(suite))
+    assert [e.task for e in loaded.tasks] == [e["task"] for e in official["tasks"]]
+    assert _run(tmp_path, suite) == 0
+    md = (tmp_path / "o" / "LEADERBOARD.md").read_text()
+    for t in local:
+        rec = ResultRecord.read(tmp_path / "r" / t / f"{t}-distilbert" / "loo_empty.json")
+        assert rec.status == "ok" and rec.run_spec.model_recipe["kind"] == "checkpoint"
+        assert "explained as it is" in rec.model.description and rec.task.data_source.startswith("local:")
+        assert f"on {t}-distilbert" in md
