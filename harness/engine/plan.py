@@ -82,7 +82,7 @@ def _measurements(results_dirs: Sequence[Path], task, model: str, sub) -> list[t
 
     best: dict[int, tuple[object, Path]] = {}
     for root in results_dirs:
-        path = Path(root) / task.spec.name / model / f"{sub.name}.json"
+        path = _record_path(root, task, model, sub)
         if not path.is_file():
             continue
         try:
@@ -95,6 +95,11 @@ def _measurements(results_dirs: Sequence[Path], task, model: str, sub) -> list[t
             if n not in best or rec.provenance.created_at > best[n][0].provenance.created_at:
                 best[n] = (rec, path)
     return [best[n] for n in sorted(best, reverse=True)]
+
+
+def _record_path(root: Path, task, model: str, sub) -> Path:
+    """Where the run writes this cell's record (the layout of :func:`harness.engine.runner._result_file`)."""
+    return Path(root) / task.spec.name / model / f"{sub.name}.json"
 
 
 def _seconds(rec) -> float:
@@ -132,7 +137,7 @@ def _up_to_date(results_dir: Path, task, model: str, sub, settings: dict) -> boo
     submission code and parameters, shared harness code, seed, aggregation and batch size.  (The
     run itself compares the whole run key, which also hashes the data and the trained model;
     those need the task prepared, which a plan does not do.)"""
-    path = Path(results_dir) / task.spec.name / model / f"{sub.name}.json"
+    path = _record_path(results_dir, task, model, sub)
     if not path.is_file():
         return False
     try:
@@ -255,8 +260,8 @@ def render(plan: Plan, budget_min: float | None = None) -> str:
     total += "; reference-model and masked-LM training not included"
     lines.append(total)
     if budget_min is not None:
-        lines.append(f"budget {budget_min:g} min: " + ("within" if budget_problem(plan, budget_min) is None
-                                                        else budget_problem(plan, budget_min)))
+        problem = budget_problem(plan, budget_min)
+        lines.append(f"budget {budget_min:g} min: " + ("within" if problem is None else problem))
     return "\n".join(lines)
 
 
