@@ -30,11 +30,11 @@ from harness.engine.records import ResultRecord
 
 log = logging.getLogger("harness.board.leaderboard")  # the name the build log has always used
 
-AUDIT_FAMILIES = frozenset({"sanity"})
+AUDIT_FAMILIES = frozenset({"sanity", "facade"})
 OVERALL_RULE = ("mean over the counted boards of a submission's per-board rank by the main metric, a "
                 "statistical rank group counting its mean position (a tie 2-4 counts 3); a failed or missing "
                 "result counts as (ranked submissions on that board + 1), so skipping a board never helps; "
-                "not counted (shown, with the reason): diagnostic boards (the sanity checks), pipeline checks "
+                "not counted (shown, with the reason): diagnostic boards (the sanity checks, FACADE), pipeline checks "
                 "(reference model too close to chance), boards whose records mix models, data or settings, "
                 "and tasks run on their default subset of submissions only; ties broken by name")
 

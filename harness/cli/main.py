@@ -11,7 +11,8 @@ from pathlib import Path
 from harness.core.errors import UsageError
 from harness.core.provenance import REPO_ROOT
 
-DEFAULT_TASKS = ("planted_sst", "mnli_faithfulness", "esnli_plausibility", "fragility", "sanity")
+DEFAULT_TASKS = ("planted_sst", "mnli_faithfulness", "esnli_plausibility", "fragility", "sanity", "facade",
+                 "adversarial_explanations", "roar")
 log = logging.getLogger("attriboard")
 
 

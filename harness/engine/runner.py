@@ -380,6 +380,17 @@ class Run:
         self.chunks = _explain_chunks(self)
         return [np.asarray(m) for c in self.chunks for m in c["maps"]]
 
+    def explain_inputs(self, examples: Sequence, targets: Sequence[int]) -> list[np.ndarray]:
+        """More inputs explained exactly like the task's examples (chunks of the batch size,
+        cached under the run key by the inputs' ids and words, measured into the record's cost):
+        e.g. the training set ROAR retrains on.  ``targets``: the class to explain per input
+        (the reference model's predictions; never a gold label)."""
+        if len(examples) != len(targets):
+            raise ValueError(f"{len(examples)} inputs but {len(targets)} targets")
+        chunks = _explain_chunks(self, list(examples), [int(t) for t in targets])
+        self.chunks = self.chunks + chunks
+        return [np.asarray(m) for c in chunks for m in c["maps"]]
+
     def score(self, metric_names: Sequence[str], maps) -> Evaluation:
         """Score word maps with registered metrics (a failure is stage ``metric``)."""
         try:
@@ -388,19 +399,22 @@ class Run:
             raise _Failure("metric", e, traceback.format_exc()) from e
 
 
-def _explain_chunks(run: Run) -> list[dict]:
-    """Run (or load from cache) every chunk; returns the chunk records (maps, timing, counts)."""
+def _explain_chunks(run: Run, examples: Sequence | None = None, targets: Sequence[int] | None = None) -> list[dict]:
+    """Run (or load from cache) every chunk of the task's examples (or of ``examples`` with
+    ``targets``); returns the chunk records (maps, timing, counts)."""
     import torch
 
     from harness.core.progress import Progress
 
     sub, ctx, config, key, bundle = run.sub, run.ctx, run.config, run.key, run.bundle
     cache = chunk_folder(config, sub, key)
-    examples = ctx.data.examples
+    own = examples is None
+    examples = ctx.data.examples if own else examples
+    targets = ctx.targets if own else targets
     chunks = []
     n_chunks = (len(examples) + config.batch_size - 1) // config.batch_size
     bar = Progress(n_chunks, f"explaining: {sub.name} on {ctx.task.spec.name}", log, unit="chunks", leave=True)
-    members = _composable_members(sub, ctx, config)
+    members = _composable_members(sub, ctx, config) if own else []  # members' chunks cover the task's examples
     for c in range(n_chunks):
         if c:
             bar.update(1)
@@ -420,7 +434,7 @@ def _explain_chunks(run: Run) -> list[dict]:
             chunks.append(rec)
             continue
         explainer = run.explainer()
-        batch = bundle.make_batch([e.segments for e in examples[lo:hi]], ctx.targets[lo:hi], seed=config.seed)
+        batch = bundle.make_batch([e.segments for e in examples[lo:hi]], targets[lo:hi], seed=config.seed)
         torch.manual_seed(config.seed)
         before = bundle.counter.snapshot()
         with PeakMemory() as mem:
@@ -852,7 +866,9 @@ def run_submission(sub: Submission, ctx: TaskContext, config: RunConfig) -> Resu
             raise _Failure("metric", e, traceback.format_exc()) from e
     except _Failure as f:
         return _error_record(sub, ctx, config, spec, f, run.isolation if run else _isolation_info(config))
-    n, dev = len(ctx.data.examples), ctx.ref.bundle.device
+    # per example: per explained input (the task's examples, and any more of Run.explain_inputs)
+    n = sum(c["n"] for c in run.chunks) if run.chunks else len(ctx.data.examples)
+    dev = ctx.ref.bundle.device
     timing, cost, memory = (_measured_chunks(run.chunks, n, dev) if run.chunks else _measured_loop(outer, n, dev))
     timing = timing.model_copy(update={"evaluate_s": outer.seconds})
     memory = memory.model_copy(update={"oom_backoffs": ctx.ref.bundle.oom_backoffs - backoffs,

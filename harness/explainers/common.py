@@ -187,9 +187,12 @@ def chunks(n: int, size: int):
 def fast_path_family(model) -> bool:
     """Whether the model's family adapter declares the fused BERT kernels below as its fast path
     (:attr:`harness.models.families.Family.fast_path`: BERT only; every other family runs the
-    generic path)."""
+    generic path).  Never for a model whose instance replaces its class's forward (a FACADE
+    merge, :mod:`harness.models.facade`): the kernels assume the stock forward and embeddings."""
     from harness.models.families import UnknownFamilyError, family_of
 
+    if "forward" in vars(model):
+        return False
     try:
         return bool(family_of(model).fast_path)
     except UnknownFamilyError:

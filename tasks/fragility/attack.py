@@ -41,7 +41,10 @@ from tasks.fragility.metrics import OBJECTIVES
 from harness.core.outputs import check_attributions, check_extras, word_maps
 from harness.protocols import Segments
 
-ALL_OBJECTIVES = ("l2", "delta_lom", "random")
+ALL_OBJECTIVES = ("l2", "delta_lom", "random", "topk", "topk_constrained")
+#: objectives that weigh the candidate's target-class probability (their candidates' probabilities
+#: are computed in one batched call before the choice): the adversarial-explanations task's
+PROBA_OBJECTIVES = ("topk_constrained",)
 
 
 def split_segments(words: Sequence[str], lengths: Sequence[int]) -> Segments:
@@ -169,12 +172,20 @@ class AttackStats:
     seconds_constraints: float = 0.0
 
 
+def _objective(name: str, i0, m, params: dict, p0: float | None = None, p1: float | None = None) -> float:
+    if name in OBJECTIVES:
+        return OBJECTIVES[name](i0, m, params)
+    from tasks.adversarial.measures import objective
+
+    return objective(name, i0, m, params, p0, p1)
+
+
 class ExplainFooler:
     """Runs Algorithm 1 for a set of inputs under several objectives."""
 
     def __init__(self, backend, bundle, explanations: Explanations, *,
                  objectives: Sequence[str] = ALL_OBJECTIVES, max_ratio: float = 0.5, seed: int = 0,
-                 objective_params: dict | None = None):
+                 objective_params: dict | None = None, max_levels: int | None = None):
         bad = [o for o in objectives if o not in ALL_OBJECTIVES]
         if bad:
             raise ValueError(f"unknown objectives {bad}; choose from {ALL_OBJECTIVES}")
@@ -183,6 +194,7 @@ class ExplainFooler:
         self.backend, self.bundle, self.explanations = backend, bundle, explanations
         self.objectives, self.max_ratio, self.seed = tuple(objectives), max_ratio, seed
         self.objective_params = dict(objective_params or {})
+        self.max_levels = max_levels  # at most this many words changed (None: only max_ratio bounds it)
         self.stats = AttackStats()
 
     # -- model helpers ---------------------------------------------------------------
@@ -240,6 +252,8 @@ class ExplainFooler:
             start = self.backend.start(words)
             starts.append(start)
             max_m = int(np.floor(self.max_ratio * len(words)))
+            if self.max_levels is not None:
+                max_m = min(max_m, int(self.max_levels))
             for o in self.objectives:
                 rng = np.random.default_rng([int(example_seeds[e]) % (2 ** 32), 7919]) if o == "random" else None
                 trajs.append(Trajectory(e, o, start, list(order), max_m, rng, done=max_m < 1))
@@ -259,6 +273,10 @@ class ExplainFooler:
                 requests.extend((split_segments(c.words, lengths), target) for c in chosen)
                 plan.append((t, cands, chosen))
             maps = self.explanations.get(requests)
+            # the candidates' probabilities, where an objective weighs them (one batched call)
+            need = [(t, c) for t, _, chosen in plan if t.objective in PROBA_OBJECTIVES for c in chosen]
+            cand_p = iter(self._proba([split_segments(c.words, items[t.example][1]) for t, c in need],
+                                      [items[t.example][2] for t, c in need]).tolist())
             k = 0
             probas_needed = []
             for t, cands, chosen in plan:
@@ -268,8 +286,12 @@ class ExplainFooler:
                 if t.objective == "random":
                     best, value = 0, float("nan")
                 else:
-                    f = OBJECTIVES[t.objective]
-                    values = [f(i0, m, self.objective_params) for m in ms]
+                    if t.objective in PROBA_OBJECTIVES:
+                        p0 = results[t.example].original_proba
+                        values = [_objective(t.objective, i0, m, self.objective_params, p0, next(cand_p))
+                                  for m in ms]
+                    else:
+                        values = [_objective(t.objective, i0, m, self.objective_params) for m in ms]
                     best = int(np.argmax(values))
                     value = float(values[best])
                 c = chosen[best]

@@ -95,7 +95,8 @@ class Family:
     # --- behaviour ------------------------------------------------------------------------------
     def prepare(self, model):
         """Make ``model`` ready for the harness (in place, idempotent); returns it."""
-        if self.decoder and not isinstance(model.__dict__.get("forward"), LastTokenForward):
+        forward = model.__dict__.get("forward")
+        if self.decoder and not isinstance(forward, LastTokenForward) and not getattr(forward, "keeps_family_forward", False):
             model.forward = LastTokenForward(model)
         return model
 
