@@ -86,7 +86,7 @@ def test_task_end_to_end_and_validation(tiny):  # noqa: F811
     from tasks.adversarial.task import AdversarialTask, METRICS
 
     bundle, _, _, _ = tiny
-    task = get_task("adversarial_explanations", n_eval=4, max_words=14, budgets=[1, 2])
+    task = get_task("adversarial_explanations", n_eval=4, max_words=14, budgets=[1, 2], embedding_budgets=[])
     assert task.reference_cache_name() == "fragility" and task.spec.main_metric == "adv_rank_change"
     assert task.spec.params["objectives"] == ["topk", "topk_constrained", "random"]
     data = task.prepare()
@@ -104,3 +104,62 @@ def test_task_end_to_end_and_validation(tiny):  # noqa: F811
     for bad in (dict(budgets=[]), dict(budgets=[0]), dict(topk_share=0), dict(objectives=["l2"])):
         with pytest.raises(ValueError):
             AdversarialTask(**bad)
+
+
+@pytest.mark.parametrize("family", [None, "roberta", "gpt2", "llama"])
+def test_embedding_attack_keeps_the_class_and_moves_the_gradient_map(family):
+    from harness.core.submission import resolve
+    from harness.models.bundle import ModelBundle
+    from harness.testing import TINY_SENTENCES, tiny_bundle
+    from tasks.adversarial.embedding import attack, perturbed_model
+    from tasks.adversarial.measures import k_for, rank_change, topk_sum_change
+    from tasks.fragility.attack import Explanations
+
+    b = tiny_bundle(family=family, sensitive=True, mlm=False)
+    segs = [s for s in TINY_SENTENCES if len(s[0]) >= 4]
+    targets = b.proba_of_segments(segs).argmax(-1).tolist()
+    eps = float(b.embeddings.weight.detach().std())
+    before = b.embeddings.weight.detach().clone()
+    advs = attack(b, segs, targets, "topk", eps, steps=60)
+    assert torch_equal(b.embeddings.weight.detach(), before)                    # the model is untouched
+    grad = resolve("gradient").instantiate()
+    orig = Explanations(grad, b, 0).get([(s, t) for s, t in zip(segs, targets)])
+    moved = 0
+    for s, t, a, m0 in zip(segs, targets, advs, orig):
+        assert a.kept_class
+        for v, d in a.rows.items():
+            assert np.abs(d).max() <= eps * (1 + 1e-6)                          # inside the eps-ball
+        pb = ModelBundle(perturbed_model(b.model, a.rows), b.tokenizer, "adv", b.num_labels, b.max_length)
+        assert int(pb.proba_of_segments([s])[0].argmax()) == t                 # the class is kept
+        (m1,) = Explanations(grad, pb, 0).get([(s, t)])
+        k = k_for(len(m0), 0.15)
+        if a.rows and any(np.any(d) for d in a.rows.values()):
+            moved += 1
+            assert topk_sum_change(m0, m1, k) > 0 or rank_change(m0, m1, k) > 0
+    assert moved >= 1
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
+
+
+def test_task_embedding_metrics(tiny):  # noqa: F811
+    from harness.core.submission import resolve
+    from harness.engine.task import get_task
+    from tasks.adversarial.task import EMB_METRICS
+
+    bundle, _, _, _ = tiny
+    task = get_task("adversarial_explanations", n_eval=3, max_words=14, budgets=[1], embedding_budgets=[0.5],
+                    embedding_steps=30)
+    data = task.prepare()
+    targets = bundle.proba_of_segments([e.segments for e in data.examples]).argmax(-1).tolist()
+    task.bind(bundle, data.examples, targets)
+    ev = task.explain_and_score(resolve("gradient").instantiate(), bundle, data.examples, targets, seed=0)
+    assert set(EMB_METRICS) <= set(ev.per_example) and all(ev.per_example[m].shape == (3,) for m in EMB_METRICS)
+    rows = ev.tables["adversarial_embedding"]
+    assert {(r["objective"], r["budget"]) for r in rows} == {("topk", 0.5), ("topk_constrained", 0.5)}
+    with pytest.raises(RuntimeError, match="not built for this bundle"):
+        get_task("adversarial_explanations", n_eval=3, max_words=14).explain_and_score(
+            resolve("gradient").instantiate(), bundle, data.examples, targets, seed=0)

@@ -15,6 +15,12 @@ INTRO = ("Adversarial explanations (paper 001 sec. 2.3, 3.5): up to B words swap
          "probability change: p(x) - p(x') for the predicted class. Lower rank and sum change = more robust.")
 
 
+EMB_INTRO = ("Embedding-space attack: the input's word-embedding rows moved by at most eps = budget x the embedding "
+             "table's std per coordinate, found by gradient descent against the plain-gradient map (white-box for "
+             "gradient, transferred to every other explainer), each explainer then given a model whose embedding "
+             "rows moved. Inputs moved: those where an iterate kept the class and improved the objective.")
+
+
 def _f(x) -> str:
     return f"{x:.3f}" if isinstance(x, (int, float)) and not isinstance(x, bool) else ""
 
@@ -33,8 +39,20 @@ def budget_section(b) -> Section | None:
     header = tuple((Lit(h),) for h in ("submission", "objective", "words swapped", "rank change",
                                         "top-k sum change", "probability change", "inputs reaching it"))
     table = Table(header, tuple(body), ("---", "---", "---:", "---:", "---:", "---:", "---:"))
-    return Section("adversarial.budgets", "Adversarial explanations per budget", (Paragraph(rich(INTRO)), table),
-                   board=b.key)
+    blocks = [Paragraph(rich(INTRO)), table]
+    emb = []
+    for r in recs:
+        for row in r.tables.get("adversarial_embedding") or ():
+            emb.append(((text(r.submission.name, 100),), (text(str(row.get("objective", "")), 30),),
+                        (Lit(f"{row.get('budget', '')} ({_f(row.get('eps'))})"),), (Lit(_f(row.get("rank_change_mean"))),),
+                        (Lit(_f(row.get("topk_sum_change_mean"))),), (Lit(_f(row.get("prob_change_mean"))),),
+                        (Lit(f"{row.get('moved_inputs', '')}/{row.get('n_inputs', '')}"),)))
+    if emb:
+        blocks.append(Paragraph(rich(EMB_INTRO)))
+        eh = tuple((Lit(h),) for h in ("submission", "objective", "budget (eps)", "rank change", "top-k sum change",
+                                        "probability change", "inputs moved"))
+        blocks.append(Table(eh, tuple(emb), ("---", "---", "---:", "---:", "---:", "---:", "---:")))
+    return Section("adversarial.budgets", "Adversarial explanations per budget", tuple(blocks), board=b.key)
 
 
 @register_section
@@ -53,5 +71,12 @@ for _sfx, _what in (("", "the unconstrained top-k attack"), ("_constrained", "th
              f"{_what}.", "paper 001 sec. 2.3 (Top-k Sum Change)")
     describe(f"adv_prob_change{_sfx}", f"p(x) - p(x') of the predicted class under {_what}: how far the attack "
              "moved the output (a validity check).", "paper 001 sec. 2.3 (Probability Change)")
+for _sfx, _what in (("", "the unconstrained embedding-space attack"),
+                    ("_constrained", "the probability-constrained embedding-space attack")):
+    describe(f"adv_emb_rank_change{_sfx}", f"Rank Change under {_what} at its largest budget (input embedding rows "
+             "moved within an infinity-norm ball, found against the plain-gradient map).", "paper 001 sec. 2.3, 3.5")
+    describe(f"adv_emb_topk_sum_change{_sfx}", f"Top-k Sum Change under {_what}.", "paper 001 sec. 2.3")
+    describe(f"adv_emb_prob_change{_sfx}", f"p(x) - p(x + delta) of the predicted class under {_what}.",
+             "paper 001 sec. 2.3")
 describe("adv_rank_change_random", "Rank Change under random valid swaps (the control).", "paper 001 sec. 2.3")
 del _sfx, _what

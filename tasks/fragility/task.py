@@ -300,21 +300,32 @@ class FragilityTask(Task):
         """The task's own loop: the attack calls the explainer on perturbed inputs."""
         return self.explain_and_score(run.explainer(), run.bundle, run.examples, run.targets, run.seed)
 
-    def explain_and_score(self, explainer, bundle, examples: Sequence[Example], targets: Sequence[int],
-                          seed: int, on_explain_call=None) -> Evaluation:
+    def run_attack(self, explainer, bundle, examples: Sequence[Example], targets: Sequence[int], seed: int,
+                   objective_params: dict, on_explain_call=None, max_levels: int | None = None):
+        """The search over this task's resources: ``(resources, explanations, attack, results)``
+        (also the adversarial-explanations task's, with its own objectives)."""
         from tasks.fragility.attack import Explanations, ExplainFooler
-        from tasks.fragility.summary import perplexity_rows, summarise
 
         p = self.spec.params
-        t0 = time.perf_counter()
         res = self.resources(bundle, examples)
         explanations = Explanations(explainer, bundle, seed, p["aggregation"], p["max_explain_batch"],
                                     on_call=on_explain_call)
         attack = ExplainFooler(res["backend"], bundle, explanations, objectives=p["objectives"],
-                               max_ratio=p["max_ratio"], seed=seed,
-                               objective_params={"l2_normalize": p["l2_normalize"], "lom_signed": p["lom_signed"]})
+                               max_ratio=p["max_ratio"], seed=seed, objective_params=objective_params,
+                               max_levels=max_levels)
         ex_seeds = [int.from_bytes(hashlib.sha256(f"{seed}:{e.id}".encode()).digest()[:4], "little") for e in examples]
         results = attack.run([e.segments for e in examples], list(targets), ex_seeds)
+        return res, explanations, attack, results
+
+    def explain_and_score(self, explainer, bundle, examples: Sequence[Example], targets: Sequence[int],
+                          seed: int, on_explain_call=None) -> Evaluation:
+        from tasks.fragility.summary import perplexity_rows, summarise
+
+        p = self.spec.params
+        t0 = time.perf_counter()
+        res, explanations, attack, results = self.run_attack(
+            explainer, bundle, examples, targets, seed,
+            {"l2_normalize": p["l2_normalize"], "lom_signed": p["lom_signed"]}, on_explain_call)
         ppl = perplexity_rows(res["lm"], results, p["objectives"]) if res["lm"] is not None else None
         st = attack.stats
         extra = {
