@@ -182,8 +182,11 @@ def make_plan(tasks: Sequence, subs: Sequence, results_dir: Path, extra_measurem
             else:
                 rec, path = found[0]
                 cell.seconds, how = estimate_seconds([(r.task.n_examples, _seconds(r)) for r, _ in found], n)
-                cell.forward, cell.backward = rec.cost.forward_per_example * n, rec.cost.backward_per_example * n
-                cell.mlm = rec.cost.mlm_per_example * n
+                # scaled from the record's totals per scored example: a task may explain more inputs
+                # than it scores (ROAR explains its training inputs too), and counts cost per explained input
+                per = n / max(1, rec.task.n_examples)
+                cell.forward, cell.backward = rec.cost.forward_passes * per, rec.cost.backward_passes * per
+                cell.mlm = rec.cost.mlm_calls * per
                 sizes = "/".join(str(r.task.n_examples) for r, _ in found[:2])
                 cell.basis = f"measured on {sizes} examples, {how} ({path})" + (
                     "" if rec.timing.evaluate_s is not None else "; explain time only (an older record)")
