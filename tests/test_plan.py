@@ -94,3 +94,22 @@ def test_plan_of_the_official_suite_offline_names_its_fetches(tmp_path, capsys):
     assert "fetches for planted_sst2/bert-base-uncased: dataset glue/sst2@bcdcba79" in out
     assert "model roberta-base (unpinned)" in out and "no measurement (needs the hub" in out
     assert "total: 6 cell(s) to run" in out and "6 cell(s) with no measurement (a lower bound" in out
+
+
+def test_predicted_passes_scale_the_record_totals_per_scored_example(measured, tmp_path):
+    """A task may explain more inputs than it scores (ROAR explains its training inputs too) and
+    then records cost per explained input: the plan scales the totals, not the per-input rate."""
+    import shutil
+
+    src = measured / "r" / "planted_sst" / "tiny-bert" / "loo_empty.json"
+    dst = tmp_path / "r" / "planted_sst" / "tiny-bert" / "loo_empty.json"
+    dst.parent.mkdir(parents=True)
+    shutil.copy(src, dst)
+    rec = json.loads(dst.read_text())
+    n = rec["task"]["n_examples"]
+    rec["cost"]["forward_passes"] = 9 * n * 20  # as if 9 inputs were explained per scored example
+    rec["cost"]["forward_per_example"] = 20.0
+    dst.write_text(json.dumps(rec))
+    bigger = get_task("planted_sst", n_eval=60, **SMALL)
+    cell = make_plan([bigger], [resolve("loo_empty")], tmp_path / "r").cells[0]
+    assert cell.forward == pytest.approx(9 * 20 * 60)
