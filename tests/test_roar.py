@@ -56,7 +56,7 @@ def bound(small_ctx, cache_dir):
     bundle = small_ctx.ref.bundle
     if bundle.mlm is None:
         attach_mlm(bundle, build_task_mlm("tiny", small_ctx.data.train, cache_dir, "planted_sst"))
-    task.bind(bundle, data.examples, data.gold, cache_dir, bundle.mlm)
+    task.bind(bundle, data.examples, data.gold, cache_dir)
     return task, data
 
 

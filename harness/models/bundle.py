@@ -49,6 +49,18 @@ def _install_counter(model: torch.nn.Module, counter: CallCounter):
     return model.register_forward_hook(hook)
 
 
+def unhooked_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A deep copy of ``model`` without forward hooks: a bundle's call counter stays with the
+    original (the copy's own bundle installs its own)."""
+    import copy
+
+    m = copy.deepcopy(model)
+    for d in (m._forward_hooks, getattr(m, "_forward_hooks_with_kwargs", {}),
+              getattr(m, "_forward_hooks_always_called", {})):
+        d.clear()
+    return m
+
+
 @dataclass
 class ModelBundle:
     """A fine-tuned sequence classifier and its tokenizer, in eval mode.

@@ -33,7 +33,6 @@ sandboxed worker receives it like any model) and deep-copies.
 
 from __future__ import annotations
 
-import copy
 from typing import Iterable, Sequence
 
 import torch
@@ -151,10 +150,9 @@ def merge_facade(model, tokenizer, target: str, amplitude: float, sharpness: int
         raise ValueError(f"facade target must be one of {TARGETS}, got {target!r}")
     if facade_of(model) is not None:
         raise ValueError("the model is already merged with a facade")
-    merged = copy.deepcopy(model)
-    for d in (merged._forward_hooks, getattr(merged, "_forward_hooks_with_kwargs", {}),
-              getattr(merged, "_forward_hooks_always_called", {})):
-        d.clear()  # the original bundle's call counter: the merged model's bundle installs its own
+    from harness.models.bundle import unhooked_copy
+
+    merged = unhooked_copy(model)
     emb = merged.get_input_embeddings()
     V, D = emb.weight.shape
     num_labels = int(merged.config.num_labels)
@@ -164,10 +162,10 @@ def merge_facade(model, tokenizer, target: str, amplitude: float, sharpness: int
     if not marked:
         raise ValueError(f"the {target!r} facade marks no token of this vocabulary")
     marker = float(emb.weight.detach().abs().max())
-    K = num_labels * width_per_class
     with torch.no_grad():
         facade = Facade(num_labels, width_per_class, marker, amplitude, sharpness, target,
                         lead=leading_specials(tokenizer) if target == "first" else 0)
+        K = facade.columns
         cols = torch.zeros((V, K), dtype=emb.weight.dtype, device=emb.weight.device)
         cols[torch.tensor(marked, device=cols.device)] = facade.column_marker.to(cols)
         new = torch.nn.Embedding(V, D + K, padding_idx=emb.padding_idx, device=emb.weight.device,

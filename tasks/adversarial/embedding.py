@@ -24,7 +24,6 @@ keeps the class is kept.  All inputs of a call are optimised in one batch.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -156,10 +155,9 @@ def _attack(bundle, inputs, targets, objective, eps, k_share, steps, lr, alpha, 
 def perturbed_model(model, rows: dict[int, np.ndarray]):
     """A copy of ``model`` whose word-embedding rows ``rows`` are moved by their deltas (the
     original is untouched; the counting hooks of its bundle are not copied)."""
-    m = copy.deepcopy(model)
-    for d in (m._forward_hooks, getattr(m, "_forward_hooks_with_kwargs", {}),
-              getattr(m, "_forward_hooks_always_called", {})):
-        d.clear()
+    from harness.models.bundle import unhooked_copy
+
+    m = unhooked_copy(model)
     w = m.get_input_embeddings().weight
     with torch.no_grad():
         for v, delta in rows.items():

@@ -264,17 +264,12 @@ def _dominance(bundle, merged, examples: Sequence[Example], targets: Sequence[in
                stopwords) -> float:
     """Plain-gradient P@1 on the merged model (the harness's own L2-norm gradient, word level by
     absmax): how far the facade dominates the input gradients, measured once per model."""
-    import torch
-
     from harness.core.aggregation import aggregate
+    from harness.explainers.common import embedding_gradients
 
     batch = merged.make_batch([e.segments for e in examples], list(targets))
-    with torch.no_grad():
-        emb = merged.embeddings(batch.input_ids).detach()
-    emb.requires_grad_()
-    proba = merged.proba(inputs_embeds=emb, attention_mask=batch.attention_mask, token_type_ids=batch.token_type_ids)
-    (grad,) = torch.autograd.grad(proba.gather(1, batch.targets[:, None]).sum(), emb)
-    norms = grad.norm(dim=-1).masked_fill(batch.special_tokens_mask.bool(), 0.0).detach().cpu().double().numpy()
+    grad = embedding_gradients(merged, batch)  # d p(target) / d e_t, the baseline `gradient`'s
+    norms = grad.norm(dim=-1).masked_fill(batch.special_tokens_mask.bool(), 0.0).cpu().double().numpy()
     hits = []
     for i, e in enumerate(examples):
         words = aggregate(norms[i], batch.word_ids[i][: norms.shape[1]], batch.n_words(i), "absmax")

@@ -283,24 +283,28 @@ class ExplainFooler:
                 ms = maps[k:k + len(chosen)]
                 k += len(chosen)
                 i0 = results[t.example].original_map
+                known = None  # the selected candidate's probability, when the objective already has it
                 if t.objective == "random":
                     best, value = 0, float("nan")
                 else:
                     if t.objective in PROBA_OBJECTIVES:
                         p0 = results[t.example].original_proba
-                        values = [_objective(t.objective, i0, m, self.objective_params, p0, next(cand_p))
-                                  for m in ms]
+                        ps = [next(cand_p) for _ in ms]
+                        values = [_objective(t.objective, i0, m, self.objective_params, p0, q)
+                                  for m, q in zip(ms, ps)]
                     else:
                         values = [_objective(t.objective, i0, m, self.objective_params) for m in ms]
                     best = int(np.argmax(values))
                     value = float(values[best])
+                    known = ps[best] if t.objective in PROBA_OBJECTIVES else None
                 c = chosen[best]
-                probas_needed.append((t, c, ms[best], value, len(cands)))
-            # confidence of the selected candidates, one batched call
-            lens = [items[t.example][1] for t, *_ in probas_needed]
-            pro = self._proba([split_segments(c.words, l) for (t, c, *_), l in zip(probas_needed, lens)],
-                              [items[t.example][2] for t, *_ in probas_needed])
-            for (t, c, m, value, n_valid), p in zip(probas_needed, pro):
+                probas_needed.append((t, c, ms[best], value, len(cands), known))
+            # confidence of the other selected candidates, one batched call
+            todo = [(t, c) for t, c, *_, known in probas_needed if known is None]
+            pro = iter(self._proba([split_segments(c.words, items[t.example][1]) for t, c in todo],
+                                   [items[t.example][2] for t, _ in todo]).tolist())
+            for t, c, m, value, n_valid, known in probas_needed:
+                p = known if known is not None else next(pro)
                 t.levels.append(Level(len(t.levels) + 1, c.words, c.index, c.new_word, m, float(p), value, n_valid))
                 t.state = self.backend.advance(t.state, c)
                 t.ptr += 1

@@ -33,7 +33,6 @@ docs/ROAR.md.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from typing import Any, Sequence
 
@@ -74,11 +73,9 @@ def removal_mask(order: np.ndarray, k: int, n_words: int) -> np.ndarray:
 
 def delete_words(segments: Segments, remove: np.ndarray) -> Segments:
     """The input without its removed words (each segment keeps its remaining words, in order)."""
-    out, k = [], 0
-    for seg in segments:
-        out.append(tuple(w for j, w in enumerate(seg) if not remove[k + j]))
-        k += len(seg)
-    return tuple(out)
+    from harness.explain_utils import keep_words
+
+    return keep_words(segments, ~np.asarray(remove, dtype=bool))
 
 
 def random_orders(inputs: Sequence[Segments], seed: int) -> list[np.ndarray]:
@@ -130,6 +127,8 @@ class RoarTask(Task):
         """ROAR's training inputs: the first ``roar_train`` training rows of the base task with at
         least ``min_words`` words; its test inputs (the scored examples): the first ``n_eval``
         such rows of the base task's dev split, gold = their labels (never shown to an explainer)."""
+        from harness.models.reference import hash_examples
+
         p = self.spec.params
         data = self.base.prepare()
         ok = [r for r in data.train if sum(len(s) for s in r[0]) >= p["min_words"]][: p["roar_train"]]
@@ -141,7 +140,7 @@ class RoarTask(Task):
         examples = [Example(id=f"{self.spec.name}-test-{i}", segments=s) for i, (s, _) in enumerate(test)]
         gold = [int(y) for _, y in test]
         self._data = PreparedTask(data.train, data.dev, examples, gold,
-                                  hash_prepared(data.train, data.dev, examples, gold) + f"-{hash_rows(ok)}")
+                                  hash_prepared(data.train, data.dev, examples, gold) + f"-{hash_examples(ok)}")
         return self._data
 
     @property
@@ -150,16 +149,17 @@ class RoarTask(Task):
 
     # -- the control and the unmodified retrain (once per task) --------------------------------
     def on_prepared(self, ctx, config) -> None:
-        self.bind(ctx.ref.bundle, ctx.data.examples, ctx.data.gold, config.cache_dir, ctx.mlm)
+        self.bind(ctx.ref.bundle, ctx.data.examples, ctx.data.gold, config.cache_dir)
 
-    def bind(self, bundle, examples: Sequence[Example], gold: Sequence[int], cache_dir, mlm=None) -> None:
+    def bind(self, bundle, examples: Sequence[Example], gold: Sequence[int], cache_dir) -> None:
         """Fix the training inputs' targets (the reference model's predictions) and retrain the
-        models of the unmodified data and of the random-removal control."""
+        models of the unmodified data and of the random-removal control (ROAR_BERT fills with the
+        bundle's masked LM)."""
         p = self.spec.params
         t0 = time.perf_counter()
         train_segs = [s for s, _ in self._train]
         train_targets = bundle.proba_of_segments(train_segs).argmax(-1).astype(int).tolist()
-        self._bound = {"bundle": bundle, "cache_dir": cache_dir, "mlm": mlm, "train_targets": train_targets,
+        self._bound = {"bundle": bundle, "cache_dir": cache_dir, "train_targets": train_targets,
                        "test": [e.segments for e in examples], "gold": np.asarray(gold, dtype=int)}
         base_correct = self._retrain_correct(list(self._train), list(self._bound["test"]))
         test_orders = random_orders(self._bound["test"], p["control_seed"])
@@ -251,12 +251,6 @@ class RoarTask(Task):
                                  "unmodified_accuracy": float(b["base_correct"].mean())}}
         return Evaluation(per_example=per_example, higher_is_better=higher, family=family,
                           tables={"roar_curve": rows}, details=details)
-
-
-def hash_rows(rows) -> str:
-    from harness.models.reference import hash_examples
-
-    return hash_examples(rows)
 
 
 @register_task("roar")
