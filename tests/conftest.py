@@ -11,7 +11,18 @@ for _k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "HF_
 # submissions: ~14 s single-threaded vs ~170 s with 2 threads under load).
 import torch  # noqa: E402
 
-torch.set_num_threads(int(os.environ.get("ATTRIBOARD_TEST_THREADS", "1")))
+TEST_THREADS = int(os.environ.get("ATTRIBOARD_TEST_THREADS", "1"))
+torch.set_num_threads(TEST_THREADS)
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads():
+    """Every test starts with the suite's torch threads: a CLI run inside a test sets its own
+    (``apply_threads``), and a later test must not depend on which test ran before it on this
+    worker (DeepLift's batch invariance on 2 threads differed in the 4th decimal)."""
+    if torch.get_num_threads() != TEST_THREADS:
+        torch.set_num_threads(TEST_THREADS)
+    yield
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -134,7 +134,10 @@ def test_the_official_suite_offline_with_local_checkpoints_and_data(tmp_path):
     local = {"planted_sst2": shared_data("sst2"), "multinli": shared_data("mnli-hard"), "esnli": shared_data("esnli")}
     official = tomllib.loads(suite_path("official").read_text())
     labels = {"planted_sst2": "#0,1", "multinli": "#0,1,2", "esnli": "#0,1,2"}
-    bars = {"planted_sst2": {}, "multinli": {"min_dev_accuracy": 0.3}, "esnli": {"min_dev_accuracy": 0.35}}
+    # the NLI stand-ins train on a slice of each training set, with the accuracy bar lowered to match:
+    # this checks the suite's code path, not the stand-ins' accuracy (the real-data tests do that)
+    bars = {"planted_sst2": {}, "multinli": {"n_train": 600, "min_dev_accuracy": 0.3},
+            "esnli": {"n_train": 1000, "min_dev_accuracy": 0.3}}
 
     def as_local(models_of) -> str:
         lines = [f'{k} = {json.dumps(v)}' for k, v in official.items() if k != "tasks"]
