@@ -46,10 +46,9 @@ def _threads_arg(value: str):
 
 
 def cmd_run(args) -> int:
-    if args.isolation == "process" and (args.jobs or 1) <= 1 and args.executor == "local":
-        from harness.sandbox import forkserver
+    from harness.sandbox import forkserver
 
-        forkserver.warm()  # before the heavy imports below: its own imports run beside them
+    forkserver.warm(args.isolation, args.jobs, args.executor)  # before the heavy imports below
     from harness.board import leaderboard
     from harness.engine.runner import RunConfig, run_grid
     from harness.core.registry import RegistryError

@@ -1100,10 +1100,10 @@ def run_grid(tasks: Sequence[Task], submissions: Sequence[Submission], config: R
     """Run every (task, submission) cell: serially in this process (``jobs=1``), in ``jobs``
     local worker processes, or as Ray tasks (``executor="ray"``; :mod:`harness.engine.grid`).
     Only this process writes records and attribution chunks; a killed run resumes."""
-    if config.isolation == "process" and int(jobs) <= 1 and executor == "local" and tasks and submissions:
+    if tasks and submissions:
         from harness.sandbox import forkserver
 
-        forkserver.warm()  # its imports run beside this process's task preparation
+        forkserver.warm(config.isolation, jobs, executor)  # its imports run beside task preparation
     import torch
 
     from harness.core.submission import check_unique_names

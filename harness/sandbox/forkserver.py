@@ -92,8 +92,8 @@ class ForkServer:
                 self.proc.wait()
 
 
-_SERVERS: dict[tuple, ForkServer] = {}
-_SERVERS_LOCK = threading.Lock()
+_SERVER: ForkServer | None = None
+_SERVER_LOCK = threading.Lock()
 
 
 def server(preload: Sequence[str] = ()) -> ForkServer:
@@ -101,11 +101,11 @@ def server(preload: Sequence[str] = ()) -> ForkServer:
     modules a worker's model needs (``preload``) come with each request, and the server
     imports those it lacks before it forks (modules only: it never holds data).  ``preload``
     here is what a server started by this call imports at start-up."""
-    with _SERVERS_LOCK:
-        s = _SERVERS.get(())
-        if s is None or not s.alive():
-            s = _SERVERS[()] = ForkServer(tuple(sorted(preload)))
-        return s
+    global _SERVER
+    with _SERVER_LOCK:
+        if _SERVER is None or not _SERVER.alive():
+            _SERVER = ForkServer(tuple(sorted(preload)))
+        return _SERVER
 
 
 #: what a server started early imports besides the worker's own modules: transformers' model
@@ -114,22 +114,25 @@ WARM_PRELOAD = ("transformers.modeling_utils", "transformers.models.bert.modelin
                 "transformers.tokenization_utils_fast")
 
 
-def warm() -> None:
-    """Start the fork server now, so that its imports (torch, transformers, the worker's
+def warm(isolation: str = "process", jobs: int = 1, executor: str = "local") -> None:
+    """Start the fork server now when a run with these settings forks its sandboxed workers
+    from this process (``process`` isolation, one job, the local executor; ``--jobs`` workers
+    and Ray tasks have their own), so that its imports (torch, transformers, the worker's
     modules: seconds) run while the harness prepares its task, not after."""
-    server(WARM_PRELOAD)
+    if isolation == "process" and int(jobs or 1) <= 1 and executor == "local":
+        server(WARM_PRELOAD)
 
 
 def server_pids() -> list[int]:
-    with _SERVERS_LOCK:
-        return [s.pid for s in _SERVERS.values() if s.alive()]
+    with _SERVER_LOCK:
+        return [_SERVER.pid] if _SERVER is not None and _SERVER.alive() else []
 
 
 def shutdown() -> None:
-    with _SERVERS_LOCK:
-        servers = list(_SERVERS.values())
-        _SERVERS.clear()
-    for s in servers:
+    global _SERVER
+    with _SERVER_LOCK:
+        s, _SERVER = _SERVER, None
+    if s is not None:
         s.close()
 
 
