@@ -156,6 +156,43 @@ def test_checkpoint_with_more_classes_than_the_task_is_refused(tmp_path):
         load_checkpoint(recipe_from(f"checkpoint:{tmp_path / 'three'}#0,1"), 2)
 
 
+@pytest.mark.parametrize("family", ["bert", "roberta", "deberta-v2", "llama"])
+def test_a_label_map_is_checked_against_the_checkpoints_own_label_names(tmp_path, family):
+    """roberta-large-mnli names its classes CONTRADICTION, NEUTRAL, ENTAILMENT: the NLI tasks'
+    order (entailment, neutral, contradiction) is its outputs 2, 1, 0, and any other map is refused
+    before a single example is explained; checkpoints with generic names (LABEL_0) are not checked."""
+    from harness.models.reference import CheckpointError, check_label_names, load_checkpoint, recipe_from
+    from harness.testing import tiny_family_model
+    from tasks.nli.common import LABELS
+
+    tok, model = tiny_family_model(family, num_labels=3)
+    model.config.id2label = {0: "CONTRADICTION", 1: "NEUTRAL", 2: "ENTAILMENT"}
+    model.config.label2id = {v: k for k, v in model.config.id2label.items()}
+    model.save_pretrained(tmp_path / "nli")
+    tok.save_pretrained(tmp_path / "nli")
+    with pytest.raises(CheckpointError, match=r"contradicts the checkpoint's own label names .*declare #2,1,0"):
+        load_checkpoint(recipe_from(f"checkpoint:{tmp_path / 'nli'}#0,1,2"), 3, LABELS)
+    *_, info = load_checkpoint(recipe_from(f"checkpoint:{tmp_path / 'nli'}#2,1,0"), 3, LABELS)
+    assert info["label_names_checked"] is True
+    assert info["task_label_names"] == {"0": "ENTAILMENT", "1": "NEUTRAL", "2": "CONTRADICTION"}
+    # no names to read (the planted task's labels are random; generic LABEL_i): not checked
+    *_, info = load_checkpoint(recipe_from(f"checkpoint:{tmp_path / 'nli'}#0,1,2"), 3)
+    assert info["label_names_checked"] is False
+
+
+def test_label_names_by_hand():
+    from harness.models.reference import CheckpointError, check_label_names
+
+    sst = ("negative", "positive")
+    assert check_label_names("c", {0: "NEGATIVE", 1: "POSITIVE"}, [0, 1], sst)
+    assert check_label_names("c", {0: "pos", 1: "neg"}, [1, 0], sst)  # aliases
+    with pytest.raises(CheckpointError, match="declare #1,0"):
+        check_label_names("c", {0: "pos", 1: "neg"}, [0, 1], sst)
+    assert not check_label_names("c", {0: "LABEL_0", 1: "LABEL_1"}, [1, 0], sst)
+    assert not check_label_names("c", {0: "NEGATIVE", 1: "NEUTRAL"}, [1, 0], sst)  # other classes: not comparable
+    assert not check_label_names("c", {0: "NEGATIVE", 1: "POSITIVE"}, [1, 0], ())
+
+
 def test_model_presets_for_families_and_checkpoints():
     from harness.models.reference import MODEL_SETS, expand_models, recipe_from
 

@@ -101,7 +101,9 @@ def test_plan_of_the_official_suite_offline_names_its_fetches(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "fetches for planted_sst2/bert-base-uncased: dataset glue/sst2@bcdcba79" in out
     assert "model roberta-base (unpinned)" in out and "no measurement (needs the hub" in out
-    assert "total: 6 cell(s) to run" in out and "6 cell(s) with no measurement (a lower bound" in out
+    assert "checkpoint distilbert/distilbert-base-uncased-finetuned-sst-2-english@714eb0f" in out
+    assert "checkpoint FacebookAI/roberta-large-mnli (unpinned)" in out
+    assert "total: 10 cell(s) to run" in out and "10 cell(s) with no measurement (a lower bound" in out
 
 
 def test_predicted_passes_scale_the_record_totals_per_scored_example(measured, tmp_path):

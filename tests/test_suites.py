@@ -37,8 +37,8 @@ dataset = { source = "generated", id = "attriboard/sentiment_corpus", revision =
 
 
 def test_the_shipped_suites_load_and_build():
-    assert {"default", "official-v1"} <= set(available())
-    assert suite_path("official").name == "official-v1.toml"       # a name gives its newest version
+    assert {"default", "official-v1", "official-v2"} <= set(available())
+    assert suite_path("official").name == "official-v2.toml"       # a name gives its newest version
     default = load_suite("default")
     tasks = build_tasks(default)
     # --suite default is the default run: the same tasks with the same specs
@@ -47,12 +47,24 @@ def test_the_shipped_suites_load_and_build():
     official = load_suite("official")
     assert official.hidden_subset and "GPU" in official.hardware and official.expected_runtime_minutes > 0
     cells = [(t.spec.name, t.spec.model.label) for t in build_tasks(official)]   # offline: nothing is fetched
-    assert ("planted_sst2", "bert-base-uncased") in cells and ("multinli", "roberta-base") in cells
+    assert ("planted_sst2", "bert-base-uncased") in cells and ("multinli", "roberta-large-mnli") in cells
+    assert ("fragility_sst2", "distilbert-base-uncased-finetuned-sst-2-english") in cells
     assert len(cells) == len(set(cells)) == sum(len(e.models) for e in official.tasks)
     from tasks.planted_sst.task import GLUE_REVISION
 
-    sst2 = next(e for e in official.tasks if e.task == "planted_sst2")
-    assert sst2.dataset.revision == GLUE_REVISION and all(e.n_eval == 500 for e in official.tasks)
+    for task in ("planted_sst2", "fragility_sst2"):
+        assert next(e for e in official.tasks if e.task == task).dataset.revision == GLUE_REVISION
+    # published classifiers are explained as they are, each with its declared label map
+    recipes = {(t.spec.name, t.spec.model.label): t.spec.model for t in build_tasks(official)}
+    assert recipes[("multinli", "roberta-large-mnli")].label_map == (2, 1, 0)
+    assert recipes[("esnli", "bert-base-uncased-snli")].label_map == (1, 2, 0)
+    ds = recipes[("fragility_sst2", "distilbert-base-uncased-finetuned-sst-2-english")]
+    assert (ds.kind, ds.revision, ds.label_map) == ("checkpoint", "714eb0f", (0, 1))
+    assert all(recipes[c].kind == "hf" for c in cells if c[0] == "planted_sst2")  # the seeded recipe
+    # the explainers it runs, with the parameters their built-ins declare
+    assert official.explainers["lime"] == {"num_samples": 500, "kernel_width": 25.0}
+    v1 = load_suite("official-v1")
+    assert v1.version == "1.0" and not v1.explainers  # an older version stays loadable
 
 
 @pytest.mark.parametrize("body, message", [
@@ -65,6 +77,10 @@ def test_the_shipped_suites_load_and_build():
     (HEAD + PLANTED + 'models = ["tiny-bret"]\n', "model 'tiny-bret': unknown model preset"),
     (HEAD + PLANTED + 'models = ["tiny-bert", "tiny-bert"]\n', "results would collide"),
     (HEAD + PLANTED.replace('revision = "seed=7"', 'revision = "main"'), "moving branch: pin a commit"),
+    (HEAD + PLANTED + "[explainers]\nlime = { num_samples = 100, kernel_width = 25.0 }\n",
+     r"explainers.lime: the suite declares num_samples=100 but the built-in lime .* has num_samples=500: bump"),
+    (HEAD + PLANTED + "[explainers]\nlime = { num_samples = 500 }\n", r"declares no kernel_width but .* kernel_width=25.0"),
+    (HEAD + PLANTED + "[explainers]\nlimee = {}\n", r"explainers.limee: unknown submission 'limee'; did you mean 'lime'"),
 ])
 def test_a_bad_suite_fails_with_one_specific_line(tmp_path, body, message):
     with pytest.raises(SuiteError, match=message):
@@ -131,19 +147,23 @@ def test_the_official_suite_offline_with_local_checkpoints_and_data(tmp_path):
 
     from conftest import shared_data
 
-    local = {"planted_sst2": shared_data("sst2"), "multinli": shared_data("mnli-hard"), "esnli": shared_data("esnli")}
+    local = {"planted_sst2": shared_data("sst2"), "fragility_sst2": shared_data("sst2"),
+             "multinli": shared_data("mnli-hard"), "esnli": shared_data("esnli")}
     official = tomllib.loads(suite_path("official").read_text())
-    labels = {"planted_sst2": "#0,1", "multinli": "#0,1,2", "esnli": "#0,1,2"}
-    # the NLI stand-ins train on a slice of each training set, with the accuracy bar lowered to match:
-    # this checks the suite's code path, not the stand-ins' accuracy (the real-data tests do that)
+    labels = {"planted_sst2": "#0,1", "fragility_sst2": "#0,1", "multinli": "#0,1,2", "esnli": "#0,1,2"}
+    # the stand-ins (but planted SST-2's) train on a slice of each training set, with the accuracy bar
+    # lowered to match: this checks the suite's code path, not the stand-ins' accuracy (the real-data
+    # tests do that); fragility's substitutes are the local PPDB pairs instead of the vectors' URL
     bars = {"planted_sst2": {}, "multinli": {"n_train": 600, "min_dev_accuracy": 0.3},
-            "esnli": {"n_train": 1000, "min_dev_accuracy": 0.3}}
+            "esnli": {"n_train": 1000, "min_dev_accuracy": 0.3},
+            "fragility_sst2": {"n_train": 2000, "min_dev_accuracy": 0.6, "synonyms_dir": str(shared_data("synonyms"))}}
 
     def as_local(models_of) -> str:
-        lines = [f'{k} = {json.dumps(v)}' for k, v in official.items() if k != "tasks"]
+        lines = [f'{k} = {json.dumps(v)}' for k, v in official.items() if k not in ("tasks", "explainers")]
         for e in official["tasks"]:
             t = e["task"]
-            params = {**e.get("params", {}), "data_dir": str(local[t]), **bars[t]}
+            params = {k: v for k, v in e.get("params", {}).items() if k != "counter_fitted_url"}
+            params = {**params, "data_dir": str(local[t]), **bars[t]}
             if t in ("planted_sst2", "multinli"):
                 params["bias_metrics"] = False
             lines += ["[[tasks]]", f'task = "{t}"', "n_eval = 8", f"models = {json.dumps(models_of(t))}",
@@ -166,7 +186,18 @@ def test_the_official_suite_offline_with_local_checkpoints_and_data(tmp_path):
     assert _run(tmp_path, suite) == 0
     md = (tmp_path / "o" / "LEADERBOARD.md").read_text()
     for t in local:
-        rec = ResultRecord.read(tmp_path / "r" / t / f"{t}-distilbert" / "loo_empty.json")
+        sub = "random" if t == "fragility_sst2" else "loo_empty"  # fragility runs its default subset
+        rec = ResultRecord.read(tmp_path / "r" / t / f"{t}-distilbert" / f"{sub}.json")
         assert rec.status == "ok" and rec.run_spec.model_recipe["kind"] == "checkpoint"
         assert "explained as it is" in rec.model.description and rec.task.data_source.startswith("local:")
         assert f"on {t}-distilbert" in md
+
+
+def test_a_suite_runs_its_declared_explainers(tmp_path):
+    params = ", ".join(f"{k} = {json.dumps(v)}" for k, v in SMALL.items())
+    suite = _write(tmp_path, HEAD + PLANTED + f"n_eval = 4\nparams = {{ {params} }}\n"
+                   '[explainers]\nrandom = {}\nloo_mask = { operator = "mask", space = "log_odds" }\n')
+    assert main(["run", "--suite", str(suite), "--results-dir", str(tmp_path / "r"), "--out-dir", str(tmp_path / "o"),
+                 "--cache-dir", str(tmp_path / "c"), "--isolation", "none", "--mlm", "none"]) == 0
+    written = sorted(p.name for p in (tmp_path / "r" / "planted_sst" / "tiny-bert").glob("*.json"))
+    assert written == ["loo_mask.json", "random.json"]

@@ -396,12 +396,18 @@ def _score(s) -> Score | None:
     return Score(s.value, s.ci_low, s.ci_high, s.n, pj, tuple(sorted((s.details or {}).items())))
 
 
+def device_text(r: ResultRecord) -> str:
+    """The hardware a record's timing was measured on, with its precision when not float32."""
+    dtype = r.run_spec.dtype if r.run_spec is not None else "float32"
+    return r.timing.device + ("" if dtype == "float32" else f" ({dtype}, mixed precision)")
+
+
 def _row(rank: int, r: ResultRecord, rel: str, metrics: list[str], group=None) -> Row:
     t, c = r.timing, r.cost
     return Row(rank, r.submission.name, r.submission.version, rel, tuple(_score(r.scores.get(m)) for m in metrics),
                t.per_example_p50_s, t.per_example_p95_s, t.cpu_total_s, cpu_ms(r), c.forward_per_example,
                c.backward_per_example, c.mlm_per_example, cost_mark(r), t.measured_by, c.self_reported,
-               c.pass_check, r.memory.peak_rss_mb, r.truncation.n_truncated, r.truncation.n_inputs, t.device,
+               c.pass_check, r.memory.peak_rss_mb, r.truncation.n_truncated, r.truncation.n_inputs, device_text(r),
                group.label if group is not None else str(rank), None if group is None else group.p_next_adjusted,
                r.submission.paper, r.submission.code)
 

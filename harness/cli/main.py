@@ -77,6 +77,8 @@ def cmd_run(args) -> int:
             args.mlm = "none"
         if suite.hidden_subset and args.hidden_subset is None and (args.secret_seed_file or _env_secret()):
             args.hidden_subset = suite.hidden_subset
+        if suite.explainers and not args.submissions:  # the suite's declared explainers
+            args.submissions = list(suite.explainers)
     elif args.models:  # the model axis: every task on every model (a board per task and model)
         from harness.models.reference import expand_models, recipe_from
 
@@ -100,20 +102,20 @@ def cmd_run(args) -> int:
     config = RunConfig(results_dir=Path(args.results_dir), cache_dir=Path(args.cache_dir), seed=args.seed,
                        aggregation=args.aggregation, batch_size=args.batch_size, force=args.force,
                        device=args.device, mlm=args.mlm, all_submissions=args.all_submissions,
-                       threads=_threads_arg(args.threads), **_isolation_options(args))
+                       threads=_threads_arg(args.threads), dtype=args.dtype, **_isolation_options(args))
     if args.plan or args.budget is not None:
         from harness.engine.plan import budget_problem, calibrate, calibration_dirs, make_plan, render
 
         results = Path(args.results_dir)
         planned = dict(all_submissions=args.all_submissions, seed=args.seed, aggregation=args.aggregation,
-                       batch_size=args.batch_size)
+                       batch_size=args.batch_size, dtype=args.dtype)
         plan = make_plan(tasks, subs, results, **planned)
         if args.plan and args.calibrate and plan.unknown:
             iso = _isolation_options(args)
             iso.pop("secret", None), iso.pop("hidden_subset", None)  # calibration: public data only
             measured = calibrate(tasks, subs, plan, args.calibrate, Path(args.cache_dir),
                                  dict(seed=args.seed, batch_size=args.batch_size, device=args.device, mlm=args.mlm,
-                                      threads=_threads_arg(args.threads), **iso))
+                                      threads=_threads_arg(args.threads), dtype=args.dtype, **iso))
             plan = make_plan(tasks, subs, results, extra_measurements=calibration_dirs(measured), **planned)
         if args.plan:
             print(render(plan, args.budget))
@@ -242,6 +244,16 @@ def cmd_validate(args) -> int:
             print(report.render())
             failed += not report.passed
     return 1 if failed else 0
+
+
+def cmd_pin(args) -> int:
+    """Pin a suite's hub references (datasets, encoders, checkpoints) to full commits."""
+    from harness.engine.pin import pin_suite, render
+
+    refs, written = pin_suite(args.suite, write=args.write)
+    print(render(refs, written))
+    unresolved = [r for r in refs if not r.pinned and r.resolved is None]
+    return 1 if unresolved else 0
 
 
 def cmd_list(args) -> int:
@@ -373,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--aggregation", default="absmax", choices=["absmax", "mean", "sum"])
     r.add_argument("--batch-size", type=int, default=16)
     r.add_argument("--device", default="auto")
+    r.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                   help="the classifier's precision: float32 (default), or a declared lower precision run as "
+                   "mixed precision (torch.autocast); recorded, and its results are separate cells")
     r.add_argument("--threads", default="auto", help="torch CPU threads: N, default (torch's choice) or auto "
                    "(default: 1 for the small tiny-bert reference model, torch's choice otherwise)")
     r.add_argument("--mlm", help="masked LM for IM, LIME_BERT and mlm removal: tiny (offline, trained on the "
@@ -436,6 +451,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="process (default): run the submission in sandboxed workers, as pr-check does; "
                    "none: import and run it in this process (trusted code only, e.g. the built-ins)")
     v.set_defaults(func=cmd_validate)
+
+    pn = sub.add_parser("pin", help="list a suite's hub references (datasets, encoders, checkpoints) and resolve "
+                        "the unpinned ones to full commits on the hub; --write rewrites the suite file with them")
+    pn.add_argument("--suite", required=True, help="a suite name under suites/ or a suite TOML file")
+    pn.add_argument("--write", action="store_true", help="rewrite the suite file with the resolved commits")
+    pn.set_defaults(func=cmd_pin)
 
     sub.add_parser("list", help="list tasks, metrics and submissions").set_defaults(func=cmd_list)
     sub.add_parser("schema", help="print the result-record JSON schema").set_defaults(func=cmd_schema)

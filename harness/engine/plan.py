@@ -134,7 +134,7 @@ def _same_task(rec, task) -> bool:
 
 def _up_to_date(results_dir: Path, task, model: str, sub, settings: dict) -> bool:
     """A record the run would most likely skip: ok, and the same task spec (n included),
-    submission code and parameters, shared harness code, seed, aggregation and batch size.  (The
+    submission code and parameters, shared harness code, seed, aggregation, batch size and dtype.  (The
     run itself compares the whole run key, which also hashes the data and the trained model;
     those need the task prepared, which a plan does not do.)"""
     path = _record_path(results_dir, task, model, sub)
@@ -147,19 +147,23 @@ def _up_to_date(results_dir: Path, task, model: str, sub, settings: dict) -> boo
     spec = raw.get("run_spec", {})
     return (raw.get("status") == "ok" and spec.get("task_spec_hash") == task.spec.hash()
             and spec.get("code_hash") == sub.code_hash and spec.get("params", {}) == dict(sub.params)
-            and all(spec.get(k) == v for k, v in settings.items()))
+            and all(spec.get(k, _SPEC_DEFAULTS.get(k)) == v for k, v in settings.items()))
+
+
+#: run-spec fields that records written before them lack, read as their default
+_SPEC_DEFAULTS = {"dtype": "float32"}
 
 
 def make_plan(tasks: Sequence, subs: Sequence, results_dir: Path, extra_measurements: Sequence[Path] = (),
               all_submissions: bool = False, seed: int = 0, aggregation: str = "absmax",
-              batch_size: int = 16) -> Plan:
+              batch_size: int = 16, dtype: str = "float32") -> Plan:
     """The plan of running ``subs`` on ``tasks`` into ``results_dir`` (measurements read from
     ``results_dir`` and ``extra_measurements``); a task's declared default subset of submissions
     limits its cells as it limits the run, unless ``all_submissions``."""
     from harness.engine.runner import shared_code_hash
 
     settings = {"shared_code_hash": shared_code_hash(), "seed": seed, "aggregation": aggregation,
-                "batch_size": batch_size}
+                "batch_size": batch_size, "dtype": dtype}
     plan = Plan()
     for task in tasks:
         model = task.spec.model.label

@@ -236,12 +236,19 @@ class RunSpec(_Strict):
     """``{"mode": "none"}`` or ``{"mode": "process", <the worker limits>}``."""
     official: Optional[dict[str, Finite]] = None
     """Official runs: the secret's commitment and the hidden-subset size (never the secret)."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """The classifier's precision: float32, or a declared lower precision run as mixed precision
+    (``--dtype``)."""
 
     def key(self) -> str:
-        """sha256 of the canonical JSON (sorted keys), so a spec read back hashes the same."""
+        """sha256 of the canonical JSON (sorted keys), so a spec read back hashes the same.  The
+        default float32 is left out, so the keys of runs recorded before ``dtype`` existed hold."""
         import hashlib
 
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        d = self.model_dump(mode="json")
+        if d.get("dtype") == "float32":
+            del d["dtype"]
+        canonical = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

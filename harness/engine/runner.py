@@ -77,6 +77,10 @@ class RunConfig:
     """Official runs (:mod:`harness.engine.official`): tasks draw secret variants, never recorded."""
     hidden_subset: int | None = None
     """With ``secret``: evaluate this many examples drawn with the secret from each task's pool."""
+    dtype: str = "float32"
+    """The classifier's precision: ``float32`` (the default), or a declared lower precision
+    (``bfloat16``, ``float16``) run as mixed precision (:meth:`ModelBundle.set_dtype`); recorded
+    in the run spec, so its results are other cells than float32 ones."""
 
 
 @dataclass
@@ -135,7 +139,11 @@ def matching_mlm(recipe) -> str:
     """The default masked LM for a reference-model recipe: for a hub model fine-tuned from a
     pre-trained encoder (recipe kind ``hf``) that encoder's own masked LM (``hf:roberta-base``
     for ``roberta-base``: the same vocabulary and tokenizer type), ``bert-base-uncased`` for a
-    family without one (decoders); the offline ``tiny`` word-level masked LM otherwise."""
+    family without one (decoders) and for a published checkpoint from the hub (the masked LM of
+    the IM paper; a checkpoint's own pre-training LM is not named in it); the offline ``tiny``
+    word-level masked LM otherwise (local checkpoint folders included: they run offline)."""
+    if recipe.kind == "checkpoint":
+        return "tiny" if Path(recipe.checkpoint).exists() else "bert-base-uncased"
     if recipe.kind != "hf":
         return "tiny"
     return _matching_hub_mlm(recipe.hf_name)
@@ -170,11 +178,12 @@ def prepare_task(task: Task, config: RunConfig) -> TaskContext:
         data = hidden_subset(data, config.secret, task.spec.name, config.hidden_subset)
     cache_name = task.reference_cache_name()
     ref = train_reference_model(task.model_recipe(), data.train, data.dev, task.spec.num_labels,
-                                config.cache_dir, cache_name)
+                                config.cache_dir, cache_name, label_names=task.label_names)
     bundle = ref.bundle
     dev = _device(config.device)
     bundle.model.to(dev)
     bundle.device = dev
+    bundle.set_dtype(config.dtype)
     choice = mlm_choice(task, config)
     mlm = None
     if choice is not None:
@@ -230,7 +239,8 @@ def run_spec(sub: Submission, ctx: TaskContext, config: RunConfig) -> RunSpec:
         submission=sub.name, submission_version=sub.meta.version, code_hash=sub.code_hash,
         params=_jsonable(sub.params), members=member_code_hashes(sub), shared_code_hash=shared_code_hash(),
         aggregation=config.aggregation, batch_size=config.batch_size, seed=config.seed,
-        device=ctx.ref.bundle.device.type, isolation=_isolation_spec(config), official=official)
+        device=ctx.ref.bundle.device.type, isolation=_isolation_spec(config), official=official,
+        dtype=ctx.ref.bundle.dtype)
 
 
 def run_key(sub: Submission, ctx: TaskContext, config: RunConfig) -> str:

@@ -84,6 +84,11 @@ class Suite(_Strict):
     hidden_subset: Optional[int] = Field(default=None, ge=1)
     """Official runs (with a secret): the number of scored examples drawn with the secret."""
     tasks: list[SuiteTask] = Field(min_length=1)
+    explainers: dict[str, dict[str, Param]] = Field(default_factory=dict)
+    """The built-in explainers the suite runs (``run --suite`` without ``--submissions``), each
+    with its parameters: checked against the built-in's own ``[parameters]``, so a change of an
+    explainer's parameters is a new suite version, not a silent change of the board.  Empty:
+    every built-in, as declared by its submission."""
 
 
 def suite_path(name_or_path: str) -> Path:
@@ -128,7 +133,8 @@ def load_suite(name_or_path: str) -> Suite:
 
 def check_suite(suite: Suite, where: str) -> None:
     """Every task is registered, every parameter is one the task takes, every model spec parses,
-    and no two entries would write the same board (task and model label)."""
+    no two entries would write the same board (task and model label), and every declared
+    explainer is a built-in with exactly the declared parameters."""
     from harness.engine.task import TASKS, load_builtin_tasks, task_parameters
     from harness.models.reference import recipe_from
 
@@ -158,6 +164,44 @@ def check_suite(suite: Suite, where: str) -> None:
                 raise SuiteError(f"{at}: task {entry.task} on model {label} is also tasks[{boards[key]}]: "
                                  "their results would collide")
             boards[key] = i
+    _check_explainers(suite, where)
+
+
+def _check_explainers(suite: Suite, where: str) -> None:
+    if not suite.explainers:
+        return
+    from harness.core.registry import RegistryError
+    from harness.core.submission import SubmissionError, discover
+
+    builtins = discover()
+    for name, declared in suite.explainers.items():
+        try:
+            sub = builtins.get(name)
+        except (SubmissionError, RegistryError) as e:
+            raise SuiteError(f"suite {where}: explainers.{name}: {e}") from None
+        actual = dict(sub.params)
+        if _canon(actual) != _canon(declared):
+            diff = sorted(k for k in set(actual) | set(declared) if _canon(actual.get(k)) != _canon(declared.get(k)))
+            raise SuiteError(f"suite {where}: explainers.{name}: the suite declares {_show(declared, diff)} but the "
+                             f"built-in {name} {sub.meta.version} has {_show(actual, diff)}: bump the suite version "
+                             "with the new parameters (or restore the built-in's)")
+
+
+def _canon(v):
+    """Parameters compared as values: 25 == 25.0, lists and tuples alike (``True`` stays a bool)."""
+    if isinstance(v, dict):
+        return tuple(sorted((k, _canon(x)) for k, x in v.items()))
+    if isinstance(v, (list, tuple)):
+        return tuple(_canon(x) for x in v)
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    if isinstance(v, bool):
+        return ("bool", v)
+    return v
+
+
+def _show(params: dict, keys: list) -> str:
+    return ", ".join(f"{k}={params[k]!r}" if k in params else f"no {k}" for k in keys)
 
 
 def build_tasks(suite: Suite, extra: dict[str, Any] | None = None) -> list:

@@ -91,6 +91,9 @@ class Task(ABC):
     spec: TaskSpec
     #: the built-in submissions this task runs unless ``--all-submissions`` (None = every one)
     default_submissions: tuple[str, ...] | None = None
+    #: the names of the task's labels, in label order (a fine-tuned checkpoint whose own label
+    #: names are these is checked against its declared label map)
+    label_names: tuple[str, ...] = ()
     #: the error stage of a failure inside :meth:`evaluate` that is neither the explainer's nor a metric's
     failure_stage: str = "evaluate"
     #: the keyword overrides the task was built with (set once by :func:`get_task`)

@@ -416,7 +416,7 @@ def config_from_spec(rec: ResultRecord, opts: VerifyOptions, **kw):
 
     spec = run_spec_of(rec)
     return RunConfig(seed=spec.seed, aggregation=spec.aggregation, batch_size=opts.batch_size or spec.batch_size,
-                     mlm=spec.mlm or "none", **kw)
+                     mlm=spec.mlm or "none", dtype=spec.dtype, **kw)
 
 
 def compare_specs(old, new) -> Check:

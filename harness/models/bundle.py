@@ -49,14 +49,54 @@ def _install_counter(model: torch.nn.Module, counter: CallCounter):
     return model.register_forward_hook(hook)
 
 
+#: the declared precisions (``--dtype``): float32 is the default; the others are run as mixed precision
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class _Autocast:
+    """A forward pre-hook / forward hook pair on the classifier: its forward runs under
+    ``torch.autocast(<its device>, dtype)`` (mixed precision: the weights stay float32, matmuls
+    run in the lower precision, softmax and norms in float32 as autocast decides), and every
+    floating tensor of its output comes back as float32, so callers (explainers included) see
+    the same dtypes as at float32.  The post hook is ``always_call``: a forward that raises
+    (out of memory) still leaves the autocast region."""
+
+    def __init__(self, dtype: torch.dtype):
+        self.dtype = dtype
+        self.stack: list = []
+
+    def pre(self, module, args, kwargs):
+        dev = next(module.parameters()).device.type
+        ctx = torch.autocast(device_type=dev, dtype=self.dtype)
+        ctx.__enter__()
+        self.stack.append(ctx)
+
+    def post(self, module, args, kwargs, output):
+        self.stack.pop().__exit__(None, None, None)
+        if hasattr(output, "keys"):
+            for k in list(output.keys()):
+                output[k] = _as_float32(output[k])
+            return output
+        return _as_float32(output)
+
+
+def _as_float32(v):
+    if isinstance(v, torch.Tensor):
+        return v.float() if v.is_floating_point() and v.dtype != torch.float32 else v
+    if isinstance(v, tuple):
+        return tuple(_as_float32(x) for x in v)
+    return v
+
+
 def unhooked_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """A deep copy of ``model`` without forward hooks: a bundle's call counter stays with the
-    original (the copy's own bundle installs its own)."""
+    """A deep copy of ``model`` without forward (pre-)hooks: a bundle's call counter and precision
+    hooks stay with the original (the copy's own bundle installs its own)."""
     import copy
 
     m = copy.deepcopy(model)
     for d in (m._forward_hooks, getattr(m, "_forward_hooks_with_kwargs", {}),
-              getattr(m, "_forward_hooks_always_called", {})):
+              getattr(m, "_forward_hooks_always_called", {}), m._forward_pre_hooks,
+              getattr(m, "_forward_pre_hooks_with_kwargs", {})):
         d.clear()
     return m
 
@@ -80,6 +120,9 @@ class ModelBundle:
     counter: CallCounter = field(default_factory=CallCounter)
     mlm: "object | None" = None
     """The task's masked LM (a :class:`harness.protocols.MaskedLM`) when the run declares one."""
+    dtype: str = "float32"
+    """The declared precision of the classifier's forward (:data:`DTYPES`): ``float32``, or
+    ``bfloat16`` / ``float16`` as mixed precision under ``torch.autocast`` (:class:`_Autocast`)."""
 
     def __post_init__(self) -> None:
         self.model.eval()
@@ -87,6 +130,26 @@ class ModelBundle:
         if fam is not None:
             fam.prepare(self.model)
         self._hook = _install_counter(self.model, self.counter)
+        self._precision_hooks: list = []
+        self.set_dtype(self.dtype)
+
+    def set_dtype(self, dtype: str) -> None:
+        """Run the classifier at ``dtype`` from now on (``float32``: plainly, as loaded)."""
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        for h in self._precision_hooks:
+            h.remove()
+        self._precision_hooks = []
+        self.dtype = dtype
+        if dtype != "float32":
+            ac = _Autocast(DTYPES[dtype])
+            self._precision_hooks = [self.model.register_forward_pre_hook(ac.pre, with_kwargs=True),
+                                     self.model.register_forward_hook(ac.post, with_kwargs=True, always_call=True)]
+
+    @property
+    def hook_ids(self) -> list[int]:
+        """The ids of the hooks this bundle put on its model (the counter's, the precision's)."""
+        return [self._hook.id, *(h.id for h in getattr(self, "_precision_hooks", []))]
 
     # --- the model family ------------------------------------------------------------
     @property

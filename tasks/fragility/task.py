@@ -74,6 +74,8 @@ class FragilityTask(Task):
     #: The attack re-explains hundreds of candidates per input, so by default the grid runs
     #: these baselines only (``attriboard run --all-submissions`` runs every submission).
     default_submissions = ("random", "gradient", "gradient_x_input", "integrated_gradients", "lime")
+    #: GLUE SST-2's order (and the generated sentiment corpus's)
+    label_names = ("negative", "positive")
 
     def __init__(self, source: str = "generated", data_dir: str | None = None, n_train: int = 4000,
                  n_dev: int = 500, n_eval: int = 16, corpus_seed: int = 7, augment_seed: int = 11,

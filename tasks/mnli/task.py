@@ -55,7 +55,7 @@ from harness.protocols import Example
 from harness.metrics.removal import DEFAULT_BINS, DEFAULT_CURVE_FRACTION, REMOVAL_METRICS, removal_metric_params
 from tasks.sanity.bias import DELETION_BERT, deletion_metric_params
 from harness.engine.task import DatasetRef, PreparedTask, Task, TaskSpec, hash_prepared, register_task
-from tasks.nli.common import NLI_TINY_BERT, label_id, nli_recipe, split_words
+from tasks.nli.common import LABELS, NLI_TINY_BERT, label_id, nli_recipe, split_words
 from tasks.nli.corpus import generate_nli_corpus
 
 log = logging.getLogger(__name__)
@@ -225,6 +225,8 @@ def load_multinli_local(data_dir: Path, split: str) -> dict[str, list[NLIRow]]:
 
 
 class MNLIFaithfulness(Task):
+    label_names = LABELS
+
     def __init__(self, source: str = "generated", data_dir: str | None = None, split: str = "matched",
                  n_train: int | None = None, n_dev: int | None = None, n_eval: int = 200,
                  corpus_seed: int = 11, sample_seed: int = 0, operator: str = "delete",

@@ -164,7 +164,7 @@ class SanityTask(Task):
             other.bundle._hook.remove()  # count its passes in the run's counter instead
             b = ModelBundle(other.bundle.model, other.bundle.tokenizer, f"{bundle.name}-seed{s}", bundle.num_labels,
                             bundle.max_length, device=bundle.device, predict_batch_size=bundle.predict_batch_size,
-                            counter=bundle.counter)
+                            counter=bundle.counter, dtype=bundle.dtype)
             b.model.to(bundle.device)
             b.mlm = bundle.mlm
             bundles.append(b)
