@@ -75,7 +75,7 @@ def test_the_search_maximises_the_top_k_objectives(tiny):  # noqa: F811
             maps = expl.get([((c,), target) for c in cands])
             probs = bundle.proba_of_segments([(c,) for c in cands])[:, target]
             vals = [objective(obj, r.original_map, m, params, r.original_proba, p) for m, p in zip(maps, probs)]
-            assert lv.objective_value == pytest.approx(max(vals))
+            assert lv.objective_value == pytest.approx(max(vals), rel=1e-5)  # other batches: float rounding
             checked += 1
     assert checked > 0
 
