@@ -205,6 +205,14 @@ def test_model_presets_for_families_and_checkpoints():
     r = recipe_from("tiny:llama:4x128")
     assert (r.kind, r.family, r.num_hidden_layers, r.hidden_size, r.label) == ("tiny", "llama", 4, 128, "tiny-llama-4x128")
     assert recipe_from("tiny-bert").kind == "tiny-bert" and recipe_from("tiny:bert").label == "tiny-bert-wp"
+    h = recipe_from("hf:roberta-base@4f10b19")
+    assert (h.kind, h.hf_name, h.revision, h.label) == ("hf", "roberta-base", "4f10b19", "roberta-base")
+    assert recipe_from("hf:roberta-base").revision is None
+    from harness.models.mlm import MLMRecipe, mlm_recipe_from
+
+    m = mlm_recipe_from("hf:roberta-base@4f10b19")
+    assert (m.hf_name, m.revision) == ("roberta-base", "4f10b19") and m.hash() != mlm_recipe_from("hf:roberta-base").hash()
+    assert MLMRecipe().hash() == "39f9a2061d03753f"  # unpinned recipes hash as before revisions existed (caches hold)
     c = recipe_from("checkpoint:org/model@abc123#2,0,1")
     assert (c.checkpoint, c.revision, c.label_map, c.label) == ("org/model", "abc123", (2, 0, 1), "model")
     assert recipe_from('{"kind": "checkpoint", "checkpoint": "x", "label_map": [1, 0]}').label_map == (1, 0)
@@ -238,3 +246,9 @@ def test_the_default_masked_lm_matches_the_hub_classifier(tmp_path):
     tok2.save_pretrained(tmp_path / "gpt2-tiny")
     assert matching_mlm(recipe_from(f"hf:{tmp_path / 'gpt2-tiny'}")) == "bert-base-uncased"
     assert matching_mlm(recipe_from("tiny-roberta")) == "tiny" and matching_mlm(recipe_from("bert-base-uncased")) == "bert-base-uncased"
+    # a pinned encoder gets its own masked LM at the same commit; a hub checkpoint the paper's bert-base-uncased,
+    # a local checkpoint folder the offline tiny one
+    assert matching_mlm(recipe_from("hf:bert-base-uncased@abc1234")) == "hf:bert-base-uncased@abc1234"
+    assert matching_mlm(recipe_from(f"hf:{tmp_path / 'roberta-tiny'}@abc1234")) == f"hf:{tmp_path / 'roberta-tiny'}@abc1234"
+    assert matching_mlm(recipe_from("checkpoint:textattack/bert-base-uncased-MNLI#1,2,0")) == "bert-base-uncased"
+    assert matching_mlm(recipe_from(f"checkpoint:{tmp_path / 'roberta-tiny'}#0,1")) == "tiny"

@@ -146,7 +146,10 @@ def matching_mlm(recipe) -> str:
         return "tiny" if Path(recipe.checkpoint).exists() else "bert-base-uncased"
     if recipe.kind != "hf":
         return "tiny"
-    return _matching_hub_mlm(recipe.hf_name)
+    mlm = _matching_hub_mlm(recipe.hf_name)
+    if recipe.revision and mlm in (f"hf:{recipe.hf_name}", recipe.hf_name):  # a pinned encoder's own masked LM:
+        return f"hf:{recipe.hf_name}@{recipe.revision}"                        # from the same commit
+    return mlm
 
 
 @functools.lru_cache(maxsize=64)

@@ -29,7 +29,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal, Optional, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -62,9 +62,13 @@ class MLMRecipe(BaseModel):
     """cap on optimizer steps (8 epochs of a 4,000-sentence corpus at batch 32 is 1,000 steps);
     keeps a larger corpus (GLUE SST-2's 8,000 rows, a 10k-word vocabulary) to ~20 s"""
     seed: int = 0
+    revision: Optional[str] = None
+    """``hf``: the pinned hub revision (``hf:<name>@<revision>``); None: what the hub serves."""
 
     def hash(self) -> str:
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+        """Unpinned recipes hash as before ``revision`` existed (their cache entries and records hold)."""
+        exclude = {"revision"} if self.revision is None else set()
+        return hashlib.sha256(self.model_dump_json(exclude=exclude).encode()).hexdigest()[:16]
 
     @property
     def label(self) -> str:
@@ -86,7 +90,8 @@ def mlm_recipe_from(value: "MLMRecipe | dict | str | None") -> MLMRecipe:
     if isinstance(value, dict):
         return MLMRecipe.model_validate(value)
     if value.startswith("hf:"):
-        return MLMRecipe(kind="hf", hf_name=value[3:])
+        name, _, revision = value[3:].partition("@")
+        return MLMRecipe(kind="hf", hf_name=name, revision=revision or None)
     if value not in MLM_PRESETS:
         import difflib
 
@@ -521,10 +526,11 @@ def _load_hf_mlm(recipe: MLMRecipe, batch_size: int) -> WordMaskedLM:
 
     from harness.models.reference import load_tokenizer
 
-    tokenizer = load_tokenizer(recipe.hf_name)
-    model = AutoModelForMaskedLM.from_pretrained(recipe.hf_name)
+    kwargs = {"revision": recipe.revision} if recipe.revision else {}
+    tokenizer = load_tokenizer(recipe.hf_name, **kwargs)
+    model = AutoModelForMaskedLM.from_pretrained(recipe.hf_name, **kwargs)
     model.eval()
-    revision = getattr(model.config, "_commit_hash", None)
+    revision = recipe.revision or getattr(model.config, "_commit_hash", None)
     model_hash = hashlib.sha256(f"{recipe.hf_name}@{revision}".encode()).hexdigest()[:16] if revision else _state_hash(model)
     description = f"hf: {recipe.hf_name} (pre-trained masked LM, used as is" + (f", revision {revision})" if revision else ")")
     return WordMaskedLM(model, tokenizer, recipe.label, description, model_hash,
