@@ -170,7 +170,7 @@ def test_parallel_runs_start_the_longest_known_cells_first():
     assert [j.label for j in longest_first(jobs)] == ["d", "c", "a", "b"]
     started, taken = [], []
 
-    def submit(job):
+    def submit(job, slot):
         started.append(job.label)
         return job.index
 
@@ -180,3 +180,28 @@ def test_parallel_runs_start_the_longest_known_cells_first():
     _schedule(longest_first(jobs), 2, submit, wait, lambda job, result: taken.append(job.label))
     assert started[:2] == ["c", "a"]  # d waits for c, however long it is
     assert sorted(taken) == ["a", "b", "c", "d"] and taken.index("c") < started.index("d")
+
+
+def test_a_free_worker_takes_the_cells_of_the_tasks_it_prepared():
+    """Affinity: each worker slot keeps to its own tasks (one preparation each), a free slot takes
+    a task no other slot prepared before a second preparation, and steals rather than idles."""
+    from harness.engine.grid import Job, _schedule, pick
+
+    jobs = [Job(i, f"{t}{i}", (), group=t) for i, t in enumerate("aaabbbc")]
+    groups = [{"a"}, {"b"}]
+    assert pick(jobs, 0, groups).group == "a" and pick(jobs, 1, groups).group == "b"
+    assert pick(jobs[6:], 0, groups).label == "c6" and pick(jobs[3:6], 0, [{"a"}, {"b"}]).label == "b3"  # steal
+    assert pick(jobs, 0, [set(), {"a"}]).group == "b"  # a new task before a second preparation of "a"
+    runs = []
+
+    def submit(job, slot):
+        runs.append((slot, job.group))
+        return slot
+
+    def wait(handles):  # slots finish in turn
+        return [(handles[0], None)]
+
+    _schedule(list(jobs), 2, submit, wait, lambda job, result: None, affinity=True)
+    prepared = {(slot, g) for slot, g in runs}
+    assert len(runs) == 7 and len({g for _, g in prepared}) == 3
+    assert sum(1 for s, g in prepared if g == "a") == 1 and sum(1 for s, g in prepared if g == "b") == 1

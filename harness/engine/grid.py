@@ -10,7 +10,9 @@ cell function, :func:`run_cell`, so their records are identical (timing aside):
 
 - ``local`` with ``jobs=1`` (the default): in this process, one cell after another;
 - ``local`` with ``jobs=N > 1``: N local worker processes (spawned), each keeping the
-  prepared tasks it used last; torch's CPU threads are shared out (cores // N);
+  prepared tasks it used last and given the next cells of those tasks (:func:`pick`), so a
+  task is prepared in one process unless another would otherwise idle; torch's CPU threads
+  are shared out (cores // N);
 - ``ray``: each cell is a Ray task (``num_cpus=1``) on a local cluster started for the run
   (``jobs`` CPUs), or on an existing cluster (``ray_address``).  Ray is an optional extra.
 
@@ -47,6 +49,9 @@ class Job:
     """Whatever the serial path needs beside ``args`` (e.g. the task object itself)."""
     cost: float | None = None
     """Expected seconds (e.g. the previous record's), for longest-first scheduling; None: unknown."""
+    group: Any = None
+    """Jobs of one group share a preparation (the cells of one task): a local worker process that
+    prepared a group is given that group's next jobs (:func:`pick`)."""
 
 
 def run_jobs(jobs_list: Sequence[Job], *, serial: Callable[[Job], Any], worker: Callable, take: Callable[[Job, Any], None],
@@ -71,7 +76,8 @@ def run_jobs(jobs_list: Sequence[Job], *, serial: Callable[[Job], Any], worker: 
     else:
         submit, wait, close = _ray_pool(worker, jobs, ray_address, initializer, initargs)
     try:
-        _schedule(longest_first(jobs_list), jobs, submit, wait, take)
+        # Ray places its tasks itself: the slot a job is given means nothing there
+        _schedule(longest_first(jobs_list), jobs, submit, wait, take, affinity=executor == "local")
     finally:
         close()
 
@@ -84,22 +90,46 @@ def longest_first(jobs_list: Sequence[Job]) -> list[Job]:
     return known + [j for j in jobs_list if j.cost is None]
 
 
-def _schedule(pending: list[Job], jobs: int, submit, wait, take) -> None:
+def pick(ready: Sequence[Job], slot: int, groups: Sequence[set]) -> Job:
+    """The job a free worker ``slot`` runs next, from the ``ready`` jobs in start order, given
+    the groups each slot has prepared (``groups[slot]``): the first of a group this slot
+    prepared; else the first of a group no other slot prepared (a new preparation, not a
+    second one); else the first (a second preparation beats an idle worker)."""
+    mine = groups[slot]
+    for j in ready:
+        if j.group is not None and j.group in mine:
+            return j
+    others = set().union(*(g for i, g in enumerate(groups) if i != slot))
+    return next((j for j in ready if j.group is None or j.group not in others), ready[0])
+
+
+def _schedule(pending: list[Job], jobs: int, submit, wait, take, affinity: bool = False) -> None:
+    """Keep ``jobs`` slots busy: ``submit(job, slot)`` returns a handle, ``wait(handles)``
+    yields (handle, result) pairs as jobs finish.  A job is ready once the jobs it waits for
+    were taken; with ``affinity`` a free slot takes :func:`pick`'s job (its own groups first),
+    else the first ready job in start order."""
     done: set[int] = set()
-    running: dict[Any, Job] = {}
+    running: dict[Any, tuple[Job, int]] = {}
+    free = list(range(jobs))
+    groups: list[set] = [set() for _ in range(jobs)]
     total = len(pending)
     while pending or running:
-        while len(running) < jobs:
-            ready = next((j for j in pending if all(a in done for a in j.after)), None)
-            if ready is None:
+        while free:
+            ready = [j for j in pending if all(a in done for a in j.after)]
+            if not ready:
                 break
-            pending.remove(ready)
-            running[submit(ready)] = ready
-            log.info("[%d/%d] %s: started", ready.index + 1, total, ready.label)
+            slot = free.pop(0)
+            job = pick(ready, slot, groups) if affinity else ready[0]
+            pending.remove(job)
+            if job.group is not None:
+                groups[slot].add(job.group)
+            running[submit(job, slot)] = (job, slot)
+            log.info("[%d/%d] %s: started", job.index + 1, total, job.label)
         if not running:  # pragma: no cover - a job waiting for one that is not in the list
             raise RuntimeError(f"jobs wait for jobs that never run: {[j.label for j in pending]}")
         for handle, result in wait(list(running)):
-            job = running.pop(handle)
+            job, slot = running.pop(handle)
+            free.append(slot)
             take(job, result)
             done.add(job.index)
 
@@ -114,24 +144,87 @@ def _result(get):
 # --------------------------------------------------------------------------- local processes
 
 def _local_pool(worker, jobs: int, initializer, initargs):
+    """``jobs`` spawned worker processes, one per slot, each with its own pipe: the scheduler
+    decides which process runs which job (a process keeps the tasks it prepared)."""
     import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor
-    from concurrent.futures import wait as wait_futures
+    from multiprocessing.connection import wait as wait_ready
 
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=initializer, initargs=initargs)
+    ctx = multiprocessing.get_context("spawn")
+    procs, conns = [], []
+    for slot in range(jobs):
+        parent, child = ctx.Pipe()
+        p = ctx.Process(target=_pool_process, args=(child, worker, initializer, initargs), daemon=True,
+                        name=f"attriboard-grid-{slot}")
+        p.start()
+        child.close()
+        procs.append(p)
+        conns.append(parent)
 
-    def submit(job: Job):
-        return pool.submit(worker, *job.args)
+    def submit(job: Job, slot: int):
+        conns[slot].send((job.index, job.args))
+        return slot
 
     def wait(handles):
-        finished, _ = wait_futures(handles, return_when=FIRST_COMPLETED)
-        return [(f, _result(f.result)) for f in finished]
+        watch = {conns[s]: s for s in handles}
+        watch.update({procs[s].sentinel: s for s in handles})
+        out = []
+        for ready in wait_ready(list(watch)):
+            s = watch[ready]
+            if any(h == s for h, _ in out):
+                continue
+            if conns[s].poll():
+                try:
+                    ok, payload = conns[s].recv()
+                except (EOFError, OSError) as e:
+                    raise RuntimeError(f"a grid worker failed: process {procs[s].pid} died ({type(e).__name__})") from e
+                if not ok:
+                    raise RuntimeError(f"a grid worker failed: {payload}")
+                out.append((s, payload))
+            elif not procs[s].is_alive():
+                raise RuntimeError(f"a grid worker failed: process {procs[s].pid} exited with code {procs[s].exitcode} "
+                                   "(killed, or out of memory?)")
+        return out
 
     def close():
-        pool.shutdown(wait=True, cancel_futures=True)
+        for c in conns:
+            try:
+                c.send(None)
+            except (OSError, ValueError):
+                pass
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():  # stuck in a job the run no longer waits for (the driver failed)
+                p.terminate()
+                p.join(timeout=5)
+        for c in conns:
+            c.close()
 
     return submit, wait, close
+
+
+def _pool_process(conn, worker, initializer, initargs) -> None:
+    """A local grid worker: run the jobs sent on ``conn`` one at a time, answer (ok, result or
+    the error's text); ``None`` ends it."""
+    if initializer is not None:
+        initializer(*initargs)
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):  # the driver is gone
+            return
+        if msg is None:
+            return
+        _index, args = msg
+        try:
+            reply = (True, worker(*args))
+        except BaseException as e:  # noqa: BLE001 - a harness bug in a cell: the driver reports it
+            import traceback
+
+            reply = (False, f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
+        try:
+            conn.send(reply)
+        except Exception as e:  # noqa: BLE001 - a result that cannot be sent (not picklable)
+            conn.send((False, f"the result could not be sent to the driver: {type(e).__name__}: {e}"))
 
 
 # --------------------------------------------------------------------------- Ray
@@ -156,7 +249,7 @@ def _ray_pool(worker, jobs: int, address: str | None, initializer, initargs):
         started = True
     remote = ray.remote(num_cpus=1, max_retries=0)(_ray_job)
 
-    def submit(job: Job):
+    def submit(job: Job, slot: int):
         return remote.remote(worker, initializer, initargs, job.args)
 
     def wait(handles):

@@ -1098,7 +1098,7 @@ def plan_cells(tasks: Sequence[Task], submissions: Sequence[Submission], config:
                 except Exception as e:  # noqa: BLE001 - an unreadable old record is replaced, and said so
                     log.warning("replacing unreadable result %s: %s", path, e)
             job = Job(len(jobs), f"{sub.name} on {ref.name}", (ref, sub, config, str(path), old),
-                      tuple(index[m] for m in members[sub.name]), local=task, cost=cost)
+                      tuple(index[m] for m in members[sub.name]), local=task, cost=cost, group=ref.key)
             index[sub.name] = job.index
             jobs.append(job)
     return jobs
