@@ -161,7 +161,7 @@ def _local_pool(worker, jobs: int, initializer, initargs):
         conns.append(parent)
 
     def submit(job: Job, slot: int):
-        conns[slot].send((job.index, job.args))
+        conns[slot].send(job.args)
         return slot
 
     def wait(handles):
@@ -203,8 +203,8 @@ def _local_pool(worker, jobs: int, initializer, initargs):
 
 
 def _pool_process(conn, worker, initializer, initargs) -> None:
-    """A local grid worker: run the jobs sent on ``conn`` one at a time, answer (ok, result or
-    the error's text); ``None`` ends it."""
+    """A local grid worker: run the jobs sent on ``conn`` (their ``args``) one at a time, answer
+    (ok, result or the error's text); ``None`` ends it."""
     if initializer is not None:
         initializer(*initargs)
     while True:
@@ -214,9 +214,8 @@ def _pool_process(conn, worker, initializer, initargs) -> None:
             return
         if msg is None:
             return
-        _index, args = msg
         try:
-            reply = (True, worker(*args))
+            reply = (True, worker(*msg))
         except BaseException as e:  # noqa: BLE001 - a harness bug in a cell: the driver reports it
             import traceback
 

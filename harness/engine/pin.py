@@ -131,9 +131,8 @@ def _rewrite(text: str, suite: Suite, todo: list[Reference]) -> str:
         if ref.kind == "model":
             r = recipe_from(ref.spec)
             if r.kind == "checkpoint":
-                source, _, labels = ref.spec[len("checkpoint:"):].partition("#")
-                source = source.partition("@")[0]
-                pinned = f"checkpoint:{source}@{ref.resolved}" + (f"#{labels}" if labels else "")
+                labels = ",".join(map(str, r.label_map)) if r.label_map is not None else ""
+                pinned = f"checkpoint:{r.checkpoint}@{ref.resolved}" + (f"#{labels}" if labels else "")
             else:
                 pinned = f"hf:{r.hf_name}@{ref.resolved}"
             quoted = f'"{ref.spec}"'

@@ -88,15 +88,20 @@ def _as_float32(v):
     return v
 
 
+def hook_dicts(model: torch.nn.Module) -> tuple[dict, ...]:
+    """Every dict in which ``model`` keeps its forward hooks and pre-hooks (keyed by hook id)."""
+    return (model._forward_hooks, getattr(model, "_forward_hooks_with_kwargs", {}),
+            getattr(model, "_forward_hooks_always_called", {}), model._forward_pre_hooks,
+            getattr(model, "_forward_pre_hooks_with_kwargs", {}))
+
+
 def unhooked_copy(model: torch.nn.Module) -> torch.nn.Module:
     """A deep copy of ``model`` without forward (pre-)hooks: a bundle's call counter and precision
     hooks stay with the original (the copy's own bundle installs its own)."""
     import copy
 
     m = copy.deepcopy(model)
-    for d in (m._forward_hooks, getattr(m, "_forward_hooks_with_kwargs", {}),
-              getattr(m, "_forward_hooks_always_called", {}), m._forward_pre_hooks,
-              getattr(m, "_forward_pre_hooks_with_kwargs", {})):
+    for d in hook_dicts(m):
         d.clear()
     return m
 
@@ -149,7 +154,7 @@ class ModelBundle:
     @property
     def hook_ids(self) -> list[int]:
         """The ids of the hooks this bundle put on its model (the counter's, the precision's)."""
-        return [self._hook.id, *(h.id for h in getattr(self, "_precision_hooks", []))]
+        return [self._hook.id, *(h.id for h in self._precision_hooks)]
 
     # --- the model family ------------------------------------------------------------
     @property

@@ -162,14 +162,12 @@ def _fingerprint(bundle) -> tuple:
 
 def bundle_payload(bundle) -> bytes:
     """The bundle, pickled for the worker without the parent's counting hook and counter."""
-    from harness.models.bundle import CallCounter
+    from harness.models.bundle import CallCounter, hook_dicts
 
     model = bundle.model
     ids = bundle.hook_ids if hasattr(bundle, "hook_ids") else []
     saved = []
-    for d in (model._forward_hooks, getattr(model, "_forward_hooks_with_kwargs", {}),
-              getattr(model, "_forward_hooks_always_called", {}), model._forward_pre_hooks,
-              getattr(model, "_forward_pre_hooks_with_kwargs", {})):
+    for d in hook_dicts(model):
         for i in ids:
             if i in d:
                 saved.append((d, i, d.pop(i)))
