@@ -327,3 +327,53 @@ def test_dedup_of_wide_rows():
     q = bundle.proba_of_segments([keep_words(x, ~r) for r in removes])
     np.testing.assert_allclose(p, q, atol=1e-6)
     np.testing.assert_array_equal(p[6:], p[:3])
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_composing_many_inputs_at_once_equals_composing_each(family):
+    """compose_kept_many gives, input by input, exactly what compose_kept gives: inputs with
+    random masks, an emptied row, a pair with one segment dropped, a word never seen (None),
+    an input without rows, and single inputs and pairs over max_length (the policy / None)."""
+    bundle = _kept_bundle(family, max_length=20)
+    tok = bundle.tokenizer
+    memo = pieces.memo_for(tok)
+    rng = np.random.default_rng(4)
+    singles = [(tuple(WORDS[i:i + 7]),) for i in range(0, 70, 7)] + [(tuple(WORDS[100:130]),)]
+    pairs = [(tuple(WORDS[i:i + 4]), tuple(WORDS[i + 4:i + 9])) for i in range(0, 45, 9)] + \
+        [(tuple(WORDS[130:145]), tuple(WORDS[145:160]))]
+    encode(tok, singles, 512)  # every word's pieces and both templates learned
+    encode(tok, pairs, 512)
+    for x in singles + pairs:  # first-of-segment pieces of every word
+        for k, seg in enumerate(x):
+            encode(tok, [x[:k] + (seg[j:],) + x[k + 1:] for j in range(len(seg))], 512)
+    unseen = (("zzqx-never-seen",) + tuple(WORDS[:3]),)
+    items = []
+    for x in singles + pairs + [unseen]:
+        n = sum(len(s) for s in x)
+        k = rng.random((int(rng.integers(1, 9)), n)) > 0.4
+        k[0] = True
+        if rng.random() < 0.3:
+            k[-1] = False  # an emptied row: that input is None
+        if len(x) == 2 and len(k) > 1:
+            k[1, :len(x[0])] = False
+        items.append((x, k))
+    items.append((singles[0], np.zeros((0, 7), dtype=bool)))
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+    pad_type = getattr(tok, "pad_token_type_id", 0) or 0
+    for order in (items, items[::-1], items[3:5]):
+        many = memo.compose_kept_many(order, bundle.max_length, pad_id, pad_type)
+        assert len(many) == len(order)
+        for (x, k), got in zip(order, many):
+            ref = memo.compose_kept(x, k, bundle.max_length, pad_id, pad_type)
+            assert (got is None) == (ref is None), (family, x, k.shape)
+            if ref is not None:
+                for a, b in zip(got, ref):
+                    np.testing.assert_array_equal(a, b)
+    assert memo.compose_kept_many(items[-1:], bundle.max_length, pad_id, pad_type) == [None]
+    many = memo.compose_kept_many(items, bundle.max_length, pad_id, pad_type)
+    assert sum(g is not None for g in many) >= 8
+    long_at, unseen_at = len(singles) - 1, len(singles) + len(pairs)
+    if many[long_at] is not None:  # (None when its last row was emptied)
+        assert bundle.max_length - 4 < many[long_at][2].max() <= bundle.max_length  # truncated from pieces
+    assert many[unseen_at] is None and many[len(singles) + len(pairs) - 1] is None  # unseen word; long pair
+    assert memo.disabled is None

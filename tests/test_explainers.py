@@ -295,3 +295,45 @@ def test_lime_closed_form_surrogate_equals_limebase_and_sklearn(n, p):
     for j, c in exp:
         lib[int(j)] = c
     np.testing.assert_allclose(fit_surrogate(data, labels, 2, 25.0), lib, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("n_words", [1, 2, 10, 37, 130])
+def test_lime_sample_masks_draw_exactly_what_lime_text_draws(n_words):
+    """sample_masks (one arange tile shuffled row by row) gives LimeTextExplainer's own samples
+    (``randint`` sizes, then ``choice(range(n), size, replace=False)`` per row) and leaves the
+    RandomState where the library leaves it."""
+    from harness.explainers.lime_sampling import sample_masks
+
+    for seed in range(3):
+        ours_rs, lib_rs = np.random.RandomState(seed), np.random.RandomState(seed)
+        ours = sample_masks(n_words, 300, ours_rs)
+        lib = np.ones((300, n_words))  # lime.lime_text.LimeTextExplainer.__data_labels_distances
+        sizes = lib_rs.randint(1, n_words + 1, 300 - 1)
+        for i, size in enumerate(sizes, start=1):
+            lib[i, lib_rs.choice(range(n_words), size, replace=False)] = 0
+        np.testing.assert_array_equal(ours, lib)
+        assert ours_rs.randint(0, 2 ** 31, 4).tolist() == lib_rs.randint(0, 2 ** 31, 4).tolist()
+    assert sample_masks(n_words, 1, np.random.RandomState(0)).tolist() == [[1.0] * n_words]
+
+
+@pytest.mark.parametrize("shape", [(0, 5), (7, 0), (1, 1), (60, 3), (500, 10), (300, 130)])
+def test_unique_bool_rows_and_first_occurrences_equal_numpy_unique(shape):
+    """The packed-row helpers give np.unique(axis=0)'s sorted rows and inverse, and the first
+    occurrences in row order (as the np.unique + rank steps they replace)."""
+    from harness.explainers.common import first_occurrences, unique_bool_rows
+
+    rng = np.random.default_rng(shape[0] * 1000 + shape[1])
+    m = rng.random(shape) < 0.3 if shape[1] > 3 else rng.random(shape) < 0.5
+    uniq, inverse = unique_bool_rows(m)
+    ref, ref_inv = np.unique(m, axis=0, return_inverse=True)
+    np.testing.assert_array_equal(uniq, ref)
+    np.testing.assert_array_equal(inverse, ref_inv.reshape(-1))
+    keys = rng.integers(-2, 3, (shape[0], max(shape[1] // 20, 1) if shape[1] else 0))
+    chosen, text_of = first_occurrences(keys)
+    if shape[0] and keys.shape[1]:
+        _, first, inv = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+        rank = np.empty(len(first), dtype=np.int64)
+        rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+        np.testing.assert_array_equal(chosen, np.sort(first))
+        np.testing.assert_array_equal(text_of, rank[inv.reshape(-1)])
+    np.testing.assert_array_equal(keys[chosen][text_of], keys)

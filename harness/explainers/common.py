@@ -13,6 +13,40 @@ from harness.protocols import ExplainBatch, Segments
 LN2 = math.log(2.0)
 
 
+def unique_bool_rows(masks) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(masks, axis=0, return_inverse=True)`` of a boolean (n, w) matrix (the same
+    sorted rows and inverse), ~10x faster: rows are packed to bytes and sorted as one void column
+    (memcmp order of big-endian packed bits is the rows' lexicographic order)."""
+    m = np.ascontiguousarray(masks, dtype=bool)
+    if m.ndim != 2:
+        raise ValueError(f"expected a 2-d mask matrix, got shape {m.shape}")
+    if m.shape[0] == 0 or m.shape[1] == 0:
+        uniq, inverse = np.unique(m, axis=0, return_inverse=True)
+        return uniq, inverse.reshape(-1)
+    packed = np.ascontiguousarray(np.packbits(m, axis=1))
+    rows = packed.view(np.dtype((np.void, packed.shape[1]))).reshape(-1)
+    _, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
+    return m[first], inverse.reshape(-1)
+
+
+def first_occurrences(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(chosen, text_of)`` of a C-contiguous 2-d array: the indices of its distinct rows' first
+    occurrences in row order, and for every row the position of its distinct row in ``chosen``
+    (rows compared by their bytes: exact equality)."""
+    a = np.ascontiguousarray(rows)
+    if a.ndim != 2:
+        raise ValueError(f"expected a 2-d array, got shape {a.shape}")
+    if a.shape[0] == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    if a.shape[1] == 0:
+        return np.zeros(1, dtype=np.int64), np.zeros(a.shape[0], dtype=np.int64)
+    v = a.view(np.dtype((np.void, a.shape[1] * a.itemsize))).reshape(-1)
+    _, first, inverse = np.unique(v, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    return np.sort(first), rank[inverse.reshape(-1)]
+
+
 def length_order(inputs: Sequence[Segments]) -> list[int]:
     """Indices of ``inputs`` sorted by word count (stable): chunks then carry little padding."""
     return sorted(range(len(inputs)), key=lambda k: sum(len(s) for s in inputs[k]))
@@ -63,9 +97,9 @@ def coalition_proba_fn(model, segments: Segments, target: int):
     evaluated once, all of them in one length-sorted batched call."""
     def f(masks):
         masks = np.atleast_2d(np.asarray(masks)) > 0.5
-        uniq, inverse = np.unique(masks, axis=0, return_inverse=True)
+        uniq, inverse = unique_bool_rows(masks)
         proba = kept_proba_by_length(model, [segments] * len(uniq), list(uniq))
-        return proba[inverse.reshape(-1), target]
+        return proba[inverse, target]
 
     return f
 

@@ -32,7 +32,8 @@ from __future__ import annotations
 import numpy as np
 
 from harness.explain_utils import example_seed
-from harness.explainers.common import kept_proba_by_length, proba_by_length
+from harness.explainers.common import (first_occurrences, kept_proba_by_length, proba_by_length,
+                                      unique_bool_rows)
 from harness.protocols import Attributions, ExplainBatch
 
 REPLACEMENTS = ("delete", "mlm")
@@ -44,13 +45,24 @@ def lime_text_kernel(d, kernel_width):
 
 
 def sample_masks(n_words: int, num_samples: int, random_state: np.random.RandomState) -> np.ndarray:
-    """(num_samples, n_words) binary presence matrix, sampled exactly as LimeTextExplainer does."""
+    """(num_samples, n_words) binary presence matrix, sampled exactly as LimeTextExplainer does:
+    ``sizes = randint(1, n + 1, num_samples - 1)``, then per row ``choice(range(n), size,
+    replace=False)`` words set to 0.
+
+    ``RandomState.choice(range(n), size, replace=False)`` is ``permutation(n)[:size]``, and
+    ``permutation(n)`` shuffles ``arange(n)`` in place: the rows of one ``arange`` tile are shuffled
+    in place here (the same draws in the same order; NEP 19 freezes RandomState's streams), and
+    the zeros are set for all rows at once."""
     data = np.ones((num_samples, n_words))
+    if num_samples < 2:
+        return data
     sizes = random_state.randint(1, n_words + 1, num_samples - 1)
-    for i, size in enumerate(sizes.tolist(), start=1):
-        # RandomState.choice(range(n), size, replace=False) is permutation(n)[:size]: the same draws,
-        # without converting the range to an array on every call
-        data[i, random_state.permutation(n_words)[:size]] = 0
+    perms = np.tile(np.arange(n_words), (num_samples - 1, 1))
+    shuffle = random_state.shuffle
+    for row in perms:
+        shuffle(row)
+    removed = np.arange(n_words)[None, :] < sizes[:, None]  # the first `size` words of each permutation
+    np.put_along_axis(data[1:], perms, np.where(removed, 0.0, 1.0), axis=1)
     return data
 
 
@@ -133,8 +145,8 @@ class LimeWords:
                 continue
             rs = np.random.RandomState(example_seed(batch, i))
             data = sample_masks(n, self.num_samples, rs)
-            uniq, inverse = np.unique(data.astype(bool), axis=0, return_inverse=True)
-            sampled.append((rs, data, uniq, inverse.reshape(-1)))
+            uniq, inverse = unique_bool_rows(data.astype(bool))
+            sampled.append((rs, data, uniq, inverse))
         if self.replacement == "delete":
             plans, proba = self._deleted_proba(model, batch, sampled)
         else:
@@ -177,11 +189,7 @@ class LimeWords:
             return [None] * len(sampled), np.zeros((0, model.num_labels))
         key = np.concatenate(keys)
         owner = np.concatenate(owners)
-        _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
-        rank = np.empty(len(first), dtype=np.int64)
-        rank[np.argsort(first, kind="stable")] = np.arange(len(first))  # texts in order of first occurrence
-        text_of = rank[inverse.reshape(-1)]
-        chosen = np.sort(first)
+        chosen, text_of = first_occurrences(key)  # texts in order of first occurrence
         proba = kept_proba_by_length(model, [batch.segments[owner[k, 0]] for k in chosen],
                                      [sampled[owner[k, 0]][2][owner[k, 1]] for k in chosen],
                                      counts=key[chosen, :key.shape[1] - width].sum(1))

@@ -238,6 +238,122 @@ class PieceMemo:
         self.composed += n
         return ids, types, lens
 
+    def compose_kept_many(self, items, max_length: int, pad_id: int, pad_type: int) -> list:
+        """:meth:`compose_kept` of many inputs at once: ``items`` is a list of ``(segments, keeps)``;
+        the result has one ``(ids, types, lengths)`` or None per item, exactly what
+        :meth:`compose_kept` gives for it.  Only the piece lookups run per input; the selection
+        of every row's tokens is one set of numpy operations over all rows (short inputs: the
+        per-call cost of :meth:`compose_kept` would exceed the model's time).  An input with a
+        row over ``max_length`` is handed to :meth:`compose_kept` (its truncation policy)."""
+        import numpy as np
+
+        G = len(items)
+        out: list = [None] * G
+        if self.disabled or not G:
+            return out
+        keeps = [np.asarray(k, dtype=bool) for _, k in items]
+        ns = np.asarray([k.shape[0] for k in keeps], dtype=np.int64)
+        Ws = [k.shape[1] for k in keeps]
+        N, W = int(ns.sum()), max(Ws)
+        if N == 0 or W == 0:
+            return [self.compose_kept(s, k, max_length, pad_id, pad_type) for (s, _), k in zip(items, keeps)]
+        row0 = np.concatenate([[0], np.cumsum(ns)])
+        grp = np.repeat(np.arange(G), ns)
+        K = np.zeros((N, W), dtype=bool)
+        segstart = np.zeros((G, W), dtype=np.int64)  # each word's segment's first word (per input)
+        for g, ((segs, _), k) in enumerate(zip(items, keeps)):
+            K[row0[g]:row0[g + 1], :Ws[g]] = k
+            lens = [len(x) for x in segs]
+            segstart[g, :Ws[g]] = np.repeat(np.cumsum([0] + lens[:-1]), lens)
+        before = np.cumsum(K, 1) - K  # kept words before each word (row-wide)
+        first = K & (before == np.take_along_axis(before, segstart[grp], 1))  # no kept word before it in its segment
+        has = ns > 0
+        need_first = np.zeros((G, W), dtype=bool)
+        need_rest = np.zeros((G, W), dtype=bool)
+        if has.any():
+            need_first[has] = np.logical_or.reduceat(first, row0[:-1][has], axis=0)
+            need_rest[has] = np.logical_or.reduceat(K & ~first, row0[:-1][has], axis=0)
+        get = self.pieces.get
+        cands = []  # per input: (tok, typ, word, variant) lists, or None when a piece or the template is unknown
+        for g, (segs, _) in enumerate(items):
+            tpl = self.templates.get(len(segs))
+            if tpl is None or not ns[g]:
+                cands.append(None)
+                continue
+            tok, typ, word, variant = [], [], [], []
+            nf, nr = need_first[g].tolist(), need_rest[g].tolist()
+            a0 = [0]
+            for seg in segs[:-1]:
+                a0.append(a0[-1] + len(seg))
+            ok = True
+            for item in tpl:
+                if item[0] == "s":
+                    tok.append(item[1])
+                    typ.append(item[2])
+                    word.append(0)
+                    variant.append(-1)
+                    continue
+                k, ty = item[1], item[2]
+                for j, w in enumerate(segs[k]):
+                    gw = a0[k] + j
+                    for v, wanted, cls in ((1, nf[gw], 1 + k), (0, nr[gw], 0)):
+                        if not wanted:
+                            continue
+                        p = get((w, cls))
+                        if p is None:
+                            ok = False
+                            break
+                        tok += p
+                        typ += [ty] * len(p)
+                        word += [gw] * len(p)
+                        variant += [v] * len(p)
+                    if not ok:
+                        break
+                if not ok:
+                    break
+            cands.append((tok, typ, word, variant) if ok else None)
+        C = max((len(c[0]) for c in cands if c is not None), default=0)
+        if C == 0:
+            return out
+        TOK = np.full((G, C), pad_id, dtype=np.int64)
+        TYP = np.full((G, C), pad_type, dtype=np.int64)
+        WORD = np.zeros((G, C), dtype=np.int64)
+        VAR = np.full((G, C), -2, dtype=np.int64)  # -2: no candidate (padding, or an input that failed)
+        for g, c in enumerate(cands):
+            if c is not None:
+                m = len(c[0])
+                TOK[g, :m], TYP[g, :m], WORD[g, :m], VAR[g, :m] = c
+        var = VAR[grp]
+        wi = WORD[grp]
+        sel = (var == -1) | ((var >= 0) & np.take_along_axis(K, wi, 1)
+                             & (np.take_along_axis(first, wi, 1) == (var == 1)))
+        lens = sel.sum(1)
+        lo = np.zeros(G, dtype=np.int64)
+        hi = np.zeros(G, dtype=np.int64)
+        if has.any():
+            starts = row0[:-1][has]  # (strictly increasing: empty inputs left out)
+            hi[has] = np.maximum.reduceat(lens, starts)
+            lo[has] = np.minimum.reduceat(lens, starts)
+        known = np.asarray([c is not None for c in cands])
+        good = known & has & (lo > 0) & (hi <= max_length)
+        long_ = known & has & (hi > max_length)
+        sel &= good[grp][:, None]
+        lens = np.where(good[grp], lens, 0)
+        T = int(lens.max()) if N else 0
+        if T:
+            real = np.arange(T)[None, :] < lens[:, None]
+            ids = np.full((N, T), pad_id, dtype=np.int64)
+            ids[real] = TOK[grp][sel]
+            types = np.full((N, T), pad_type, dtype=np.int64)
+            types[real] = TYP[grp][sel]
+            for g in np.flatnonzero(good).tolist():
+                a, b = row0[g], row0[g + 1]
+                out[g] = (ids[a:b, :hi[g]], types[a:b, :hi[g]], lens[a:b])
+                self.composed += int(b - a)
+        for g in np.flatnonzero(long_).tolist():  # the truncation policy, input by input
+            out[g] = self.compose_kept(items[g][0], keeps[g], max_length, pad_id, pad_type)
+        return out
+
     def missing_for_kept(self, segments: Segments, keeps) -> list:
         """Inputs whose tokenization would teach the pieces :meth:`compose_kept` lacks for these
         rows: the whole input, and each segment started at a word that some row keeps first."""

@@ -164,35 +164,45 @@ def kept_rows(bundle, segments: Sequence[Segments], keeps: Sequence[np.ndarray],
     for r in range(len(segments)):
         groups.setdefault(id(segments[r]), (segments[r], []))[1].append(r)
     n = len(segments)
-    where = np.empty((n, 2), dtype=np.int64)  # row -> (group, row within the group)
-    built = []
-    failed: set = set()
     rep = np.arange(n)  # row -> the row whose tokens it has (itself unless deduplicated)
-    for g, (segs, rows) in enumerate(groups.values()):
+    built = []  # per input: (its rows, ids, types, lengths)
+    failed: set = set()
+    stacked = []
+    for segs, rows in groups.values():
         k = np.stack([np.asarray(keeps[r], dtype=bool) for r in rows])
         if k.shape[1] != sum(len(x) for x in segs):
             raise ValueError(f"keep masks have {k.shape[1]} flags, input has {sum(len(x) for x in segs)} words")
-        gi, gt, gl = _kept_group(bundle, memo, segs, k, failed)
-        built.append((gi, gt, gl))
+        stacked.append(k)
+    # every input's rows composed in one pass over all of them; an input it cannot compose is
+    # learned from (one tokenizer call) and composed again, or tokenized (_kept_group)
+    many = (memo.compose_kept_many([(segs, k) for (segs, _), k in zip(groups.values(), stacked)],
+                                   bundle.max_length, pad_id, pad_type)
+            if memo is not None else [None] * len(stacked))
+    for (segs, rows), k, got in zip(groups.values(), stacked, many):
+        gi, gt, gl = got if got is not None else _kept_group(bundle, memo, segs, k, failed)
         rows_a = np.asarray(rows)
-        where[rows_a, 0] = g
-        where[rows_a, 1] = np.arange(len(rows))
+        built.append((rows_a, gi, gt, gl))
         if dedup and len(rows) > 1:
-            key = np.ascontiguousarray(np.concatenate([gi, gt], 1))  # (np.unique(axis=0) fails on wide rows)
-            seen: dict[bytes, int] = {}
-            first = np.fromiter((seen.setdefault(key[j].tobytes(), j) for j in range(len(rows))), dtype=np.int64,
-                                count=len(rows))
-            rep[rows_a] = rows_a[first]
+            from harness.explainers.common import first_occurrences
+
+            first, which = first_occurrences(np.concatenate([gi, gt], 1))
+            rep[rows_a] = rows_a[first[which]]
     order = np.flatnonzero(rep == np.arange(n)) if dedup else np.arange(n)
     inverse = None
     if dedup:
         pos = np.empty(n, dtype=np.int64)
         pos[order] = np.arange(order.size)
         inverse = pos[rep]
+    # every row's tokens in one padded array (row order), so that a chunk is one slice
+    width = max((b[1].shape[1] for b in built), default=0)
+    ids_all = np.full((n, width), pad_id, dtype=np.int64)
+    types_all = np.full((n, width), pad_type, dtype=np.int64) if with_types else None
     lens_all = np.empty(n, dtype=np.int64)
-    for g, (_, _, gl) in enumerate(built):
-        sel = where[:, 0] == g
-        lens_all[sel] = gl[where[sel, 1]]
+    for rows_a, gi, gt, gl in built:
+        ids_all[rows_a, :gi.shape[1]] = gi
+        if with_types:
+            types_all[rows_a, :gt.shape[1]] = gt
+        lens_all[rows_a] = gl
 
     def batches():
         dev = bundle.device
@@ -200,18 +210,10 @@ def kept_rows(bundle, segments: Sequence[Segments], keeps: Sequence[np.ndarray],
             idx = order[start:start + bs]
             lens = lens_all[idx]
             T = int(lens.max())
-            ids = np.full((idx.size, T), pad_id, dtype=np.int64)
-            types = np.full((idx.size, T), pad_type, dtype=np.int64)
-            w = where[idx]
-            for g in np.unique(w[:, 0]).tolist():
-                at = np.flatnonzero(w[:, 0] == g)
-                gi, gt, _ = built[g]
-                width = min(gi.shape[1], T)
-                ids[at, :width] = gi[w[at, 1], :width]
-                types[at, :width] = gt[w[at, 1], :width]
+            ids = ids_all[idx, :T]
             att = (np.arange(T)[None, :] < lens[:, None]).astype(np.int64)
             yield (torch.from_numpy(ids).to(dev), torch.from_numpy(att).to(dev),
-                   torch.from_numpy(types).to(dev) if with_types else None)
+                   torch.from_numpy(types_all[idx, :T]).to(dev) if with_types else None)
 
     return inverse, batches()
 

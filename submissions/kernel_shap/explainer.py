@@ -46,22 +46,22 @@ class KernelShap:
         targets = batch.targets.cpu().numpy()
         scores = []
         shap_log = logging.getLogger("shap")
-        for i in range(len(batch)):
-            n = batch.n_words(i)
-            if n == 0:
-                scores.append(np.zeros(0))
-                continue
-            f = coalition_proba_fn(model, batch.segments[i], int(targets[i]))
-            state = np.random.get_state()
-            level = shap_log.level
-            try:
+        state = np.random.get_state()
+        level = shap_log.level
+        try:
+            # once per batch: setLevel clears every logger's cache (~0.4 ms a call)
+            shap_log.setLevel(max(level, logging.WARNING))
+            for i in range(len(batch)):
+                n = batch.n_words(i)
+                if n == 0:
+                    scores.append(np.zeros(0))
+                    continue
+                f = coalition_proba_fn(model, batch.segments[i], int(targets[i]))
                 np.random.seed(example_seed(batch, i))
-                shap_log.setLevel(max(level, logging.WARNING))
                 explainer = shap.KernelExplainer(f, np.zeros((1, n)), link="identity")
-                phi = explainer.shap_values(np.ones(n), nsamples=self.nsamples, l1_reg=self.l1_reg,
-                                            silent=True)
-            finally:
-                shap_log.setLevel(level)
-                np.random.set_state(state)
-            scores.append(np.asarray(phi, dtype=np.float64).reshape(n))
+                phi = explainer.shap_values(np.ones(n), nsamples=self.nsamples, l1_reg=self.l1_reg, silent=True)
+                scores.append(np.asarray(phi, dtype=np.float64).reshape(n))
+        finally:
+            shap_log.setLevel(level)
+            np.random.set_state(state)
         return Attributions(level="word", scores=scores)
