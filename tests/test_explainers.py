@@ -337,3 +337,41 @@ def test_unique_bool_rows_and_first_occurrences_equal_numpy_unique(shape):
         np.testing.assert_array_equal(chosen, np.sort(first))
         np.testing.assert_array_equal(text_of, rank[inv.reshape(-1)])
     np.testing.assert_array_equal(keys[chosen][text_of], keys)
+
+
+@pytest.mark.parametrize("nsamples", [1, 7, 60, 500])
+def test_kernel_shap_native_path_equals_shap_kernel_explainer(sharp, nsamples):
+    """The batched native path (l1_reg=False) gives shap.KernelExplainer's values: the same
+    coalitions from the same stream, weights and solve, on one word, fully enumerated short
+    inputs, sampled longer ones and pairs; the caller's global RNG is left alone."""
+    import shap
+
+    from harness.explain_utils import example_seed
+    from harness.explainers.common import coalition_proba_fn
+
+    long_ = (tuple([w for s in TINY_SENTENCES for w in s[0]][:14]),)
+    rows = [(TINY_SENTENCES[0][0][:1],), *TINY_SENTENCES[:4], long_]
+    pairs = list(TINY_PAIRS[:3])
+    explainer = make("kernel_shap", nsamples=nsamples)
+    for group in (rows, pairs):
+        batch = sharp.make_batch(group, seed=11)
+        np.random.seed(5)
+        before = np.random.get_state()[1].copy()
+        ours = explainer.explain(sharp, batch).scores
+        np.testing.assert_array_equal(np.random.get_state()[1], before)
+        for i, segs in enumerate(group):
+            n = batch.n_words(i)
+            f = coalition_proba_fn(sharp, segs, int(batch.targets[i]))
+            np.random.seed(example_seed(batch, i))
+            ref = shap.KernelExplainer(f, np.zeros((1, n)), link="identity").shap_values(
+                np.ones(n), nsamples=nsamples, l1_reg=False, silent=True)
+            np.testing.assert_allclose(ours[i], np.asarray(ref, dtype=np.float64).reshape(n), rtol=1e-4, atol=2e-6,
+                                       err_msg=f"{segs} nsamples={nsamples}")
+
+
+def test_kernel_shap_other_l1_reg_goes_through_shap(sharp):
+    """A feature-selecting l1_reg runs the library (num_features(2): at most 2 words non-zero)."""
+    long_ = (tuple([w for s in TINY_SENTENCES for w in s[0]][:12]),)
+    batch = sharp.make_batch([long_])
+    scores = make("kernel_shap", l1_reg="num_features(2)").explain(sharp, batch).scores
+    assert 1 <= np.count_nonzero(scores[0]) <= 2
