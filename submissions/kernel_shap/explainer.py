@@ -97,23 +97,34 @@ def kernel_shap_samples(M: int, nsamples: int, rs: np.random.RandomState) -> tup
         remaining /= np.sum(remaining)
         ind_set = rs.choice(len(remaining), 4 * samples_left, p=remaining)
         used: dict[bytes, int] = {}
-        perm = np.empty(M, dtype=np.int64)
+        src: list[int] = []  # per random sample: its drawn row, or -1 - row for that row's complement
+        drawn = []  # the permutations' rows as 0/1 masks, chunk by chunk
         base = np.arange(M, dtype=np.int64)
         shuffle = rs.shuffle
         pos = 0
+        keys: list[bytes] = []
         while samples_left > 0 and pos < len(ind_set):
+            if pos == len(keys):
+                # the next permutations, consecutive in the stream (one shuffle of arange(M) each =
+                # permutation(M)); drawing more than the loop uses is harmless (rs is this
+                # example's own stream, discarded afterwards)
+                k = min(len(ind_set) - pos, max(16, samples_left))
+                perms = np.tile(base, (k, 1))
+                for row in perms:
+                    shuffle(row)
+                sizes = ind_set[pos:pos + k] + num_full + 1
+                rows = np.zeros((k, M))
+                np.put_along_axis(rows, perms, (base[None, :] < sizes[:, None]).astype(np.float64), axis=1)
+                drawn.append(rows)
+                keys += [r.tobytes() for r in np.packbits(rows > 0.5, axis=1)]
             size = int(ind_set[pos]) + num_full + 1
+            key = keys[pos]
             pos += 1
-            perm[:] = base
-            shuffle(perm)  # = permutation(M): the same draws
-            row = np.zeros(M)
-            row[perm[:size]] = 1.0
-            key = row.tobytes()
             at = used.get(key)
             if at is None:
                 used[key] = added
                 samples_left -= 1
-                masks[added] = row
+                src.append(pos - 1)
                 weights[added] = 1.0
                 added += 1
             else:
@@ -121,11 +132,18 @@ def kernel_shap_samples(M: int, nsamples: int, rs: np.random.RandomState) -> tup
             if samples_left > 0 and size <= num_paired:
                 if at is None:
                     samples_left -= 1
-                    masks[added] = 1.0 - row
+                    src.append(-pos)  # -1 - (pos - 1)
                     weights[added] = 1.0
                     added += 1
                 else:
                     weights[at + 1] += 1.0  # the complement follows its sample
+        if src:
+            all_rows = np.concatenate(drawn)
+            idx = np.asarray(src)
+            picked = all_rows[np.where(idx >= 0, idx, -1 - idx)]
+            comp = idx < 0
+            picked[comp] = 1.0 - picked[comp]
+            masks[nfixed:added] = picked
         weight_left = np.sum(weight_vector[num_full:])
         tail = weights[nfixed:]
         total = tail.sum()
@@ -173,7 +191,7 @@ class KernelShap:
     def _explain_native(self, model, batch: ExplainBatch) -> Attributions:
         targets = batch.targets.cpu().numpy()
         plans = []  # per example: None (no words) or (masks, weights, distinct masks' rows)
-        segs, keeps = [], []
+        segs, keeps, counts = [], [], []
         for i in range(len(batch)):
             n = batch.n_words(i)
             if n == 0:
@@ -183,6 +201,7 @@ class KernelShap:
             segments = batch.segments[i]
             segs += [segments, segments]
             keeps += [np.ones(n, dtype=bool), np.zeros(n, dtype=bool)]  # f(x), f(background)
+            counts += [n, 0]
             if n == 1:
                 plans.append((None, None, at))
                 continue
@@ -190,8 +209,9 @@ class KernelShap:
             uniq, inverse = unique_bool_rows(masks > 0.5)
             segs += [segments] * len(uniq)
             keeps += list(uniq)
+            counts += uniq.sum(1).tolist()
             plans.append((masks, weights, at, at + 2 + inverse))
-        proba = kept_proba_by_length(model, segs, keeps) if keeps else np.zeros((0, model.num_labels))
+        proba = kept_proba_by_length(model, segs, keeps, counts) if keeps else np.zeros((0, model.num_labels))
         scores = []
         for i, plan in enumerate(plans):
             if plan is None:
