@@ -199,6 +199,7 @@ def removal_curves(inputs: MetricInputs, operator: str = "delete", bins: Sequenc
     var_segments: list[Segments] = []
     var_masks: list[np.ndarray] = []
     todo: list[tuple[int, str, int]] = []  # (example, "removed" | "kept", j) per variant
+    length: list[int] = []  # words each variant sends to the model
     for i, (segs, c) in enumerate(zip(segments, curves)):
         n = c.n_words
         wanted = set()
@@ -206,22 +207,21 @@ def removal_curves(inputs: MetricInputs, operator: str = "delete", bins: Sequenc
             # canonical forms: removing all n words = keeping none, keeping all n = removing none
             wanted.add(("removed", j) if j < n else ("kept", 0))
             wanted.add(("kept", j) if j < n else ("removed", 0))
-        for kind, j in sorted(wanted):
-            if j in getattr(c, kind):
-                continue
-            remove = np.zeros(n, dtype=bool)
-            if kind == "removed":
-                remove[c.order[:j]] = True
-            else:
-                remove[:] = True
-                remove[c.order[:j]] = False
-            var_segments.append(segs)
-            var_masks.append(remove)
-            todo.append((i, kind, j))
+        new = [(kind, j) for kind, j in sorted(wanted) if j not in getattr(c, kind)]
+        if not new:
+            continue
+        rank = np.empty(n, dtype=np.int64)
+        rank[c.order] = np.arange(n)
+        js = np.asarray([j for _, j in new])
+        removed = np.asarray([kind == "removed" for kind, _ in new])
+        top = rank[None, :] < js[:, None]  # each variant's top-j words
+        var_masks.extend(np.where(removed[:, None], top, ~top))  # True = remove
+        var_segments.extend([segs] * len(new))
+        todo.extend((i, kind, j) for kind, j in new)
+        length.extend((np.where(removed, n - js, js) if operator == "delete" else np.full(len(new), n)).tolist())
 
     if todo:
         # one batched pass; variants ordered by remaining length so each chunk carries little padding
-        length = [int((~r).sum()) if operator == "delete" else r.size for r in var_masks]
         perm = sorted(range(len(var_masks)), key=lambda v: length[v])
         proba_sorted = removed_proba(bundle, [var_segments[v] for v in perm], [var_masks[v] for v in perm],
                                      operator, batch_size or auto_batch_size(bundle, max(length)))

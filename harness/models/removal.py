@@ -64,8 +64,11 @@ def _checked_removes(segments: Sequence[Segments], removes: Sequence[np.ndarray]
     if len(segments) != len(removes):
         raise ValueError(f"{len(segments)} inputs but {len(removes)} removal masks")
     removes = [np.asarray(r, dtype=bool) for r in removes]
+    words: dict[int, int] = {}  # (rows of one input share its segments object)
     for i, (s, r) in enumerate(zip(segments, removes)):
-        n = sum(len(x) for x in s)
+        n = words.get(id(s))
+        if n is None:
+            n = words[id(s)] = sum(len(x) for x in s)
         if r.shape != (n,):
             raise ValueError(f"removal mask {i} has shape {r.shape}, input has {n} words")
     return removes
@@ -164,7 +167,6 @@ def kept_rows(bundle, segments: Sequence[Segments], keeps: Sequence[np.ndarray],
     for r in range(len(segments)):
         groups.setdefault(id(segments[r]), (segments[r], []))[1].append(r)
     n = len(segments)
-    rep = np.arange(n)  # row -> the row whose tokens it has (itself unless deduplicated)
     built = []  # per input: (its rows, ids, types, lengths)
     failed: set = set()
     stacked = []
@@ -182,27 +184,26 @@ def kept_rows(bundle, segments: Sequence[Segments], keeps: Sequence[np.ndarray],
         gi, gt, gl = got if got is not None else _kept_group(bundle, memo, segs, k, failed)
         rows_a = np.asarray(rows)
         built.append((rows_a, gi, gt, gl))
-        if dedup and len(rows) > 1:
-            from harness.explainers.common import first_occurrences
-
-            first, which = first_occurrences(np.concatenate([gi, gt], 1))
-            rep[rows_a] = rows_a[first[which]]
-    order = np.flatnonzero(rep == np.arange(n)) if dedup else np.arange(n)
-    inverse = None
-    if dedup:
-        pos = np.empty(n, dtype=np.int64)
-        pos[order] = np.arange(order.size)
-        inverse = pos[rep]
     # every row's tokens in one padded array (row order), so that a chunk is one slice
     width = max((b[1].shape[1] for b in built), default=0)
     ids_all = np.full((n, width), pad_id, dtype=np.int64)
     types_all = np.full((n, width), pad_type, dtype=np.int64) if with_types else None
     lens_all = np.empty(n, dtype=np.int64)
-    for rows_a, gi, gt, gl in built:
+    group_of = np.empty(n, dtype=np.int64)
+    for g, (rows_a, gi, gt, gl) in enumerate(built):
         ids_all[rows_a, :gi.shape[1]] = gi
         if with_types:
             types_all[rows_a, :gt.shape[1]] = gt
         lens_all[rows_a] = gl
+        group_of[rows_a] = g
+    inverse = None
+    order = np.arange(n)
+    if dedup:
+        # equal rows of one input (same tokens, types and length) are sent once: the first of them
+        from harness.explainers.common import first_occurrences
+
+        key = [group_of[:, None], lens_all[:, None], ids_all] + ([types_all] if with_types else [])
+        order, inverse = first_occurrences(np.concatenate(key, 1))
 
     def batches():
         dev = bundle.device
