@@ -91,6 +91,31 @@ def kept_proba_by_length(model, segments: Sequence[Segments], keeps: Sequence[np
     return proba
 
 
+def kept_proba_grouped(model, groups: Sequence[tuple[Segments, np.ndarray]],
+                       counts: np.ndarray | None = None) -> np.ndarray:
+    """Class probabilities (N, C) of every row of ``groups`` = ``[(segments, keeps (n_g, words))]``
+    (rows numbered by concatenating the groups): :func:`kept_proba_by_length` of those rows, sent
+    in order of kept-word count (``counts`` when the caller has them), without a Python step per
+    row (:func:`harness.models.removal.kept_rows_grouped`)."""
+    import torch
+
+    from harness.explain_utils import keep_words
+    from harness.models.removal import composable, kept_rows_grouped
+
+    keeps = [np.asarray(k, dtype=bool) for _, k in groups]
+    if not sum(len(k) for k in keeps):
+        return np.zeros((0, model.num_labels))
+    if not composable(model):
+        return proba_by_length(model, [keep_words(s, row) for (s, _), k in zip(groups, keeps) for row in k])
+    if counts is None:
+        counts = np.concatenate([k.sum(1) for k in keeps])
+    order = np.argsort(np.asarray(counts), kind="stable")
+    inverse, batches = kept_rows_grouped(model, [(s, k) for (s, _), k in zip(groups, keeps)], order)
+    with torch.inference_mode():
+        out = [model.proba(ids, att, tt).cpu().numpy() for ids, att, tt in batches]
+    return np.concatenate(out, 0).astype(np.float64)[inverse]
+
+
 def coalition_proba_fn(model, segments: Segments, target: int):
     """SHAP's model function over word coalitions of one input: ``f(masks)`` (n, words) -> (n,)
     probabilities of ``target`` with the absent words deleted; duplicate coalitions are

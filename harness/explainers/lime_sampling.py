@@ -32,8 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness.explain_utils import example_seed
-from harness.explainers.common import (first_occurrences, kept_proba_by_length, proba_by_length,
-                                      unique_bool_rows)
+from harness.explainers.common import first_occurrences, kept_proba_grouped, proba_by_length, unique_bool_rows
 from harness.protocols import Attributions, ExplainBatch
 
 REPLACEMENTS = ("delete", "mlm")
@@ -190,9 +189,12 @@ class LimeWords:
         key = np.concatenate(keys)
         owner = np.concatenate(owners)
         chosen, text_of = first_occurrences(key)  # texts in order of first occurrence
-        proba = kept_proba_by_length(model, [batch.segments[owner[k, 0]] for k in chosen],
-                                     [sampled[owner[k, 0]][2][owner[k, 1]] for k in chosen],
-                                     counts=key[chosen, :key.shape[1] - width].sum(1))
+        # the chosen texts grouped by the example they come from (chosen is sorted, owners in example order)
+        ex, loc = owner[chosen, 0], owner[chosen, 1]
+        cuts = np.flatnonzero(np.diff(ex)) + 1
+        groups = [(batch.segments[int(e[0])], sampled[int(e[0])][2][lc])
+                  for e, lc in zip(np.split(ex, cuts), np.split(loc, cuts))]
+        proba = kept_proba_grouped(model, groups, counts=key[chosen, :key.shape[1] - width].sum(1))
         plans, at = [], 0
         for got in sampled:
             if got is None:

@@ -22,7 +22,7 @@ import numpy as np
 
 from harness.explainers.common import log_odds, removed_logits_by_length, target_proba
 from harness.protocols import Attributions, ExplainBatch
-from harness.models.removal import OPERATORS, check_operator
+from harness.models.removal import OPERATORS, check_operator, composable, kept_outputs_grouped
 
 SPACES = ("prob", "log_odds")
 
@@ -43,21 +43,28 @@ class LeaveOneOut:
         self.space = space
 
     def explain(self, model, batch: ExplainBatch) -> Attributions:
-        segments, removes, spans, rows_t = [], [], [], []
         targets = batch.targets.cpu().numpy()
+        spans, rows_t, start = [], [], 0
         for i in range(len(batch)):
-            segs = batch.segments[i]
             n = batch.n_words(i)
-            spans.append((len(segments), n))
-            segments.append(segs)
-            removes.append(np.zeros(n, dtype=bool))
-            for j in range(n):
-                r = np.zeros(n, dtype=bool)
-                r[j] = True
-                segments.append(segs)
-                removes.append(r)
+            spans.append((start, n))  # the input itself, then without word j (j = 0..n-1)
+            start += n + 1
             rows_t += [int(targets[i])] * (n + 1)
-        logits = removed_logits_by_length(model, segments, removes, self.operator)
+        if self.operator == "delete" and composable(model):
+            # each input's rows as one keep matrix, sent in order of the input's length (stable)
+            groups = [(batch.segments[i], ~np.vstack([np.zeros((1, n), dtype=bool), np.eye(n, dtype=bool)]))
+                      for i, (_, n) in enumerate(spans)]
+            lengths = np.concatenate([np.full(n + 1, n) for _, n in spans])
+            logits = kept_outputs_grouped(
+                model, groups, lambda ids, mask, types, emb: model.logits(ids, mask, types).double().cpu().numpy(),
+                model.num_labels, np.argsort(lengths, kind="stable"))
+        else:
+            segments, removes = [], []
+            for i, (_, n) in enumerate(spans):
+                segments += [batch.segments[i]] * (n + 1)
+                removes.append(np.zeros(n, dtype=bool))
+                removes += list(np.eye(n, dtype=bool))
+            logits = removed_logits_by_length(model, segments, removes, self.operator)
         s = log_odds(logits, rows_t) if self.space == "log_odds" else target_proba(logits, rows_t)
         scores = [s[start] - s[start + 1:start + 1 + n] for start, n in spans]
         return Attributions(level="word", scores=scores)

@@ -56,7 +56,7 @@ import numpy as np
 
 from harness.metrics.base import register_metric
 from harness.protocols import MetricInputs, Segments
-from harness.models.removal import check_operator, removed_proba
+from harness.models.removal import check_operator, composable, kept_outputs_grouped, removed_proba
 
 DEFAULT_BINS: tuple[float, ...] = (0.01, 0.05, 0.10, 0.20, 0.50)
 """AOPC bins of paper 004 sec. 3.5 (and TASKS.md T3)."""
@@ -196,8 +196,7 @@ def removal_curves(inputs: MetricInputs, operator: str = "delete", bins: Sequenc
     else:
         curves = [RemovalCurves(target=-1, n_words=m.size, order=attribution_order(m)) for m in maps]
 
-    var_segments: list[Segments] = []
-    var_masks: list[np.ndarray] = []
+    groups: list[tuple[Segments, np.ndarray]] = []  # per example with new variants: (segments, remove masks)
     todo: list[tuple[int, str, int]] = []  # (example, "removed" | "kept", j) per variant
     length: list[int] = []  # words each variant sends to the model
     for i, (segs, c) in enumerate(zip(segments, curves)):
@@ -215,18 +214,26 @@ def removal_curves(inputs: MetricInputs, operator: str = "delete", bins: Sequenc
         js = np.asarray([j for _, j in new])
         removed = np.asarray([kind == "removed" for kind, _ in new])
         top = rank[None, :] < js[:, None]  # each variant's top-j words
-        var_masks.extend(np.where(removed[:, None], top, ~top))  # True = remove
-        var_segments.extend([segs] * len(new))
+        groups.append((segs, np.where(removed[:, None], top, ~top)))  # True = remove
         todo.extend((i, kind, j) for kind, j in new)
         length.extend((np.where(removed, n - js, js) if operator == "delete" else np.full(len(new), n)).tolist())
 
     if todo:
         # one batched pass; variants ordered by remaining length so each chunk carries little padding
-        perm = sorted(range(len(var_masks)), key=lambda v: length[v])
-        proba_sorted = removed_proba(bundle, [var_segments[v] for v in perm], [var_masks[v] for v in perm],
-                                     operator, batch_size or auto_batch_size(bundle, max(length)))
-        proba = np.empty_like(proba_sorted)
-        proba[perm] = proba_sorted
+        bs = batch_size or auto_batch_size(bundle, max(length))
+        if operator == "delete" and composable(bundle):
+            order = np.argsort(np.asarray(length), kind="stable")
+            proba = kept_outputs_grouped(bundle, [(sg, ~m) for sg, m in groups],
+                                         lambda ids, mask, types, emb: bundle.proba(ids, mask, types).cpu().numpy(),
+                                         bundle.num_labels, order, bs).astype(np.float64)
+        else:
+            var_segments = [sg for sg, m in groups for _ in range(len(m))]
+            var_masks = [row for _, m in groups for row in m]
+            perm = sorted(range(len(var_masks)), key=lambda v: length[v])
+            proba_sorted = removed_proba(bundle, [var_segments[v] for v in perm], [var_masks[v] for v in perm],
+                                         operator, bs)
+            proba = np.empty_like(proba_sorted)
+            proba[perm] = proba_sorted
         for v, (i, kind, j) in enumerate(todo):
             if kind == "removed" and j == 0:  # the full input: fixes the target class
                 curves[i].target = int(targets[i]) if targets else int(np.argmax(proba[v]))

@@ -150,7 +150,35 @@ def kept_rows(bundle, segments: Sequence[Segments], keeps: Sequence[np.ndarray],
     distinct rows of each input (first occurrences, in row order), ``inverse[i]`` being the
     position of row i's distinct row (None without ``dedup``).  Rows of one input that encode to
     the same tokens (a removal step that deletes only words past the truncation window, a
-    coalition drawn twice) are then sent to the model once."""
+    coalition drawn twice) are then sent to the model once.  Rows of one input should share one
+    ``segments`` object (they are grouped by identity; see :func:`kept_rows_grouped`)."""
+    groups: dict[int, tuple] = {}
+    for r in range(len(segments)):
+        groups.setdefault(id(segments[r]), (segments[r], []))[1].append(r)
+    items, at = [], np.empty(len(segments), dtype=np.int64)  # at[r]: row r's place among the grouped rows
+    start = 0
+    for segs, rows in groups.values():
+        items.append((segs, np.stack([np.asarray(keeps[r], dtype=bool) for r in rows])))
+        at[np.asarray(rows)] = np.arange(start, start + len(rows))
+        start += len(rows)
+    inverse, batches = kept_rows_grouped(bundle, items, at, batch_size, dedup)
+    return (inverse[at] if dedup else None), batches
+
+
+def kept_rows_grouped(bundle, groups: Sequence[tuple[Segments, np.ndarray]], order: np.ndarray | None = None,
+                      batch_size: int | None = None, dedup: bool = False):
+    """``(inverse, batches)`` for the rows of ``groups``, a list of ``(segments, keeps)`` with
+    ``keeps`` an (n_g, words) boolean matrix (row j: the input with only its flagged words): rows
+    are numbered by concatenating the groups; they are sent in ``order`` (a permutation of the
+    rows, default their own order) in chunks of ``batch_size``; with ``dedup`` the rows of one
+    group that encode alike are sent once (the first of them in ``order``).  ``inverse[r]`` is
+    the position of row r's result among the sent rows.
+
+    Each chunk is ``(input_ids, attention_mask, token_type_ids)``: the tensors of
+    :meth:`bundle.encode` of the rows' word lists, built from the inputs' word pieces
+    (:meth:`PieceMemo.compose_kept_many`: every group in one numpy pass) without a tokenizer call
+    once the words are known.  An input the memo cannot compose is learned from (one tokenizer
+    call) or tokenized."""
     import torch
 
     from harness.models.encoding import uses_token_types
@@ -162,53 +190,63 @@ def kept_rows(bundle, segments: Sequence[Segments], keeps: Sequence[np.ndarray],
     pad_type = getattr(tok, "pad_token_type_id", 0) or 0
     with_types = uses_token_types(tok)
     bs = batch_size or bundle.predict_batch_size
-    # each input's rows are composed at once (its pieces looked up once), then dealt into the chunks
-    groups: dict[int, tuple] = {}
-    for r in range(len(segments)):
-        groups.setdefault(id(segments[r]), (segments[r], []))[1].append(r)
-    n = len(segments)
-    built = []  # per input: (its rows, ids, types, lengths)
+    items = []
+    for segs, k in groups:
+        k = np.asarray(k, dtype=bool)
+        words = sum(len(x) for x in segs)
+        if k.ndim != 2 or k.shape[1] != words:
+            raise ValueError(f"keep masks have shape {k.shape}, input has {words} words")
+        items.append((segs, k))
+    ns = np.asarray([k.shape[0] for _, k in items], dtype=np.int64)
+    n = int(ns.sum())
+    offsets = np.concatenate([[0], np.cumsum(ns)]).astype(np.int64)
+    many = (memo.compose_kept_many([it for it in items if len(it[1])], bundle.max_length, pad_id, pad_type)
+            if memo is not None else None)
+    composed = iter(many) if many is not None else None
+    built = []
     failed: set = set()
-    stacked = []
-    for segs, rows in groups.values():
-        k = np.stack([np.asarray(keeps[r], dtype=bool) for r in rows])
-        if k.shape[1] != sum(len(x) for x in segs):
-            raise ValueError(f"keep masks have {k.shape[1]} flags, input has {sum(len(x) for x in segs)} words")
-        stacked.append(k)
-    # every input's rows composed in one pass over all of them; an input it cannot compose is
-    # learned from (one tokenizer call) and composed again, or tokenized (_kept_group)
-    many = (memo.compose_kept_many([(segs, k) for (segs, _), k in zip(groups.values(), stacked)],
-                                   bundle.max_length, pad_id, pad_type)
-            if memo is not None else [None] * len(stacked))
-    for (segs, rows), k, got in zip(groups.values(), stacked, many):
-        gi, gt, gl = got if got is not None else _kept_group(bundle, memo, segs, k, failed)
-        rows_a = np.asarray(rows)
-        built.append((rows_a, gi, gt, gl))
-    # every row's tokens in one padded array (row order), so that a chunk is one slice
-    width = max((b[1].shape[1] for b in built), default=0)
+    for segs, k in items:
+        if not len(k):
+            built.append(None)
+            continue
+        got = next(composed) if composed is not None else None
+        built.append(got if got is not None else _kept_group(bundle, memo, segs, k, failed))
+    # every row's tokens in one padded array, so that a chunk is one gather
+    width = max((b[0].shape[1] for b in built if b is not None), default=0)
     ids_all = np.full((n, width), pad_id, dtype=np.int64)
     types_all = np.full((n, width), pad_type, dtype=np.int64) if with_types else None
-    lens_all = np.empty(n, dtype=np.int64)
-    group_of = np.empty(n, dtype=np.int64)
-    for g, (rows_a, gi, gt, gl) in enumerate(built):
-        ids_all[rows_a, :gi.shape[1]] = gi
+    lens_all = np.zeros(n, dtype=np.int64)
+    for g, b in enumerate(built):
+        if b is None:
+            continue
+        gi, gt, gl = b
+        a, z = offsets[g], offsets[g + 1]
+        ids_all[a:z, :gi.shape[1]] = gi
         if with_types:
-            types_all[rows_a, :gt.shape[1]] = gt
-        lens_all[rows_a] = gl
-        group_of[rows_a] = g
-    inverse = None
-    order = np.arange(n)
+            types_all[a:z, :gt.shape[1]] = gt
+        lens_all[a:z] = gl
+    order = np.arange(n) if order is None else np.asarray(order, dtype=np.int64)
+    if order.shape != (n,):
+        raise ValueError(f"order has shape {order.shape}, there are {n} rows")
+    inverse = np.empty(n, dtype=np.int64)
     if dedup:
         # equal rows of one input (same tokens, types and length) are sent once: the first of them
         from harness.explainers.common import first_occurrences
 
-        key = [group_of[:, None], lens_all[:, None], ids_all] + ([types_all] if with_types else [])
-        order, inverse = first_occurrences(np.concatenate(key, 1))
+        group_of = np.repeat(np.arange(len(items)), ns)
+        key = np.concatenate([group_of[:, None], lens_all[:, None], ids_all]
+                             + ([types_all] if with_types else []), 1)[order]
+        chosen, text_of = first_occurrences(key)
+        sent = order[chosen]
+        inverse[order] = text_of
+    else:
+        sent = order
+        inverse[order] = np.arange(n)
 
     def batches():
         dev = bundle.device
-        for start in range(0, order.size, bs):
-            idx = order[start:start + bs]
+        for start in range(0, sent.size, bs):
+            idx = sent[start:start + bs]
             lens = lens_all[idx]
             T = int(lens.max())
             ids = ids_all[idx, :T]
@@ -217,6 +255,21 @@ def kept_rows(bundle, segments: Sequence[Segments], keeps: Sequence[np.ndarray],
                    torch.from_numpy(types_all[idx, :T]).to(dev) if with_types else None)
 
     return inverse, batches()
+
+
+def kept_outputs_grouped(bundle, groups: Sequence[tuple[Segments, np.ndarray]], forward, width: int,
+                         order: np.ndarray | None = None, batch_size: int | None = None,
+                         dedup: bool = True) -> np.ndarray:
+    """``forward(ids, mask, types, None)``'s outputs (N, width) for every row of ``groups`` (see
+    :func:`kept_rows_grouped`), in row order; rows sent in ``order``, equal rows of one input once."""
+    import torch
+
+    inverse, batches = kept_rows_grouped(bundle, groups, order, batch_size, dedup)
+    with torch.inference_mode():
+        out = [forward(ids, att, tt, None) for ids, att, tt in batches]
+    if not out:
+        return np.zeros((0, width))
+    return np.concatenate(out, 0)[inverse]
 
 
 def composable(bundle) -> bool:

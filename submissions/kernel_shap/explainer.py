@@ -40,7 +40,7 @@ import logging
 import numpy as np
 
 from harness.explain_utils import example_seed
-from harness.explainers.common import coalition_proba_fn, kept_proba_by_length, unique_bool_rows
+from harness.explainers.common import coalition_proba_fn, kept_proba_grouped, unique_bool_rows
 from harness.protocols import Attributions, ExplainBatch
 
 
@@ -190,28 +190,28 @@ class KernelShap:
 
     def _explain_native(self, model, batch: ExplainBatch) -> Attributions:
         targets = batch.targets.cpu().numpy()
-        plans = []  # per example: None (no words) or (masks, weights, distinct masks' rows)
-        segs, keeps, counts = [], [], []
+        plans = []  # per example: None (no words), or (masks, weights, its first row, its coalitions' rows)
+        groups, counts = [], []
+        rows = 0
         for i in range(len(batch)):
             n = batch.n_words(i)
             if n == 0:
                 plans.append(None)
                 continue
-            at = len(keeps)
-            segments = batch.segments[i]
-            segs += [segments, segments]
-            keeps += [np.ones(n, dtype=bool), np.zeros(n, dtype=bool)]  # f(x), f(background)
-            counts += [n, 0]
-            if n == 1:
-                plans.append((None, None, at))
-                continue
-            masks, weights = kernel_shap_samples(n, self.nsamples, np.random.RandomState(example_seed(batch, i)))
-            uniq, inverse = unique_bool_rows(masks > 0.5)
-            segs += [segments] * len(uniq)
-            keeps += list(uniq)
-            counts += uniq.sum(1).tolist()
-            plans.append((masks, weights, at, at + 2 + inverse))
-        proba = kept_proba_by_length(model, segs, keeps, counts) if keeps else np.zeros((0, model.num_labels))
+            # f(x), f(background), then the distinct coalitions
+            keep = [np.ones((1, n), dtype=bool), np.zeros((1, n), dtype=bool)]
+            masks = weights = inverse = None
+            if n > 1:
+                masks, weights = kernel_shap_samples(n, self.nsamples, np.random.RandomState(example_seed(batch, i)))
+                uniq, inverse = unique_bool_rows(masks > 0.5)
+                keep.append(uniq)
+            keep = np.concatenate(keep)
+            groups.append((batch.segments[i], keep))
+            counts.append(keep.sum(1))
+            plans.append((masks, weights, rows, None if inverse is None else rows + 2 + inverse))
+            rows += len(keep)
+        proba = (kept_proba_grouped(model, groups, np.concatenate(counts)) if groups
+                 else np.zeros((0, model.num_labels)))
         scores = []
         for i, plan in enumerate(plans):
             if plan is None:
@@ -222,8 +222,8 @@ class KernelShap:
             if plan[0] is None:  # one word: it has all the effect
                 scores.append(np.array([fx - fnull]))
                 continue
-            masks, weights, _, rows = plan
-            scores.append(kernel_shap_solve(masks, weights, proba[rows, t], fx, fnull))
+            masks, weights, _, at = plan
+            scores.append(kernel_shap_solve(masks, weights, proba[at, t], fx, fnull))
         return Attributions(level="word", scores=scores)
 
     def _explain_with_shap(self, model, batch: ExplainBatch) -> Attributions:
