@@ -45,6 +45,7 @@ missing variants, again in one call).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import weakref
@@ -160,6 +161,23 @@ def _needed_counts(n: int, bins: Sequence[float], curve_fraction: float) -> set[
     return {0} | {n_words_for(k, n) for k in bins} | set(range(1, n_words_for(curve_fraction, n) + 1))
 
 
+@functools.lru_cache(maxsize=1024)
+def _variants(n: int, bins: tuple[float, ...], curve_fraction: float):
+    """The variants an n-word example needs: ``[(kind, j)]`` sorted, with their j's and
+    "removed" flags as arrays (read-only: shared between calls)."""
+    wanted = set()
+    for j in _needed_counts(n, bins, curve_fraction):
+        # canonical forms: removing all n words = keeping none, keeping all n = removing none
+        wanted.add(("removed", j) if j < n else ("kept", 0))
+        wanted.add(("kept", j) if j < n else ("removed", 0))
+    new = sorted(wanted)
+    js = np.asarray([j for _, j in new], dtype=np.int64)
+    removed = np.asarray([kind == "removed" for kind, _ in new], dtype=bool)
+    js.flags.writeable = False
+    removed.flags.writeable = False
+    return new, js, removed
+
+
 def removal_curves(inputs: MetricInputs, operator: str = "delete", bins: Sequence[float] = DEFAULT_BINS,
                    curve_fraction: float = DEFAULT_CURVE_FRACTION, batch_size: int | None = None,
                    use_cache: bool = True) -> list[RemovalCurves]:
@@ -201,18 +219,14 @@ def removal_curves(inputs: MetricInputs, operator: str = "delete", bins: Sequenc
     length: list[int] = []  # words each variant sends to the model
     for i, (segs, c) in enumerate(zip(segments, curves)):
         n = c.n_words
-        wanted = set()
-        for j in _needed_counts(n, bins, curve_fraction):
-            # canonical forms: removing all n words = keeping none, keeping all n = removing none
-            wanted.add(("removed", j) if j < n else ("kept", 0))
-            wanted.add(("kept", j) if j < n else ("removed", 0))
-        new = [(kind, j) for kind, j in sorted(wanted) if j not in getattr(c, kind)]
+        new, js, removed = _variants(n, bins, curve_fraction)
+        if c.removed or c.kept:  # (curves from the cache: only the variants not computed yet)
+            fresh = [v for v, (kind, j) in enumerate(new) if j not in getattr(c, kind)]
+            new, js, removed = [new[v] for v in fresh], js[fresh], removed[fresh]
         if not new:
             continue
         rank = np.empty(n, dtype=np.int64)
         rank[c.order] = np.arange(n)
-        js = np.asarray([j for _, j in new])
-        removed = np.asarray([kind == "removed" for kind, _ in new])
         top = rank[None, :] < js[:, None]  # each variant's top-j words
         groups.append((segs, np.where(removed[:, None], top, ~top)))  # True = remove
         todo.extend((i, kind, j) for kind, j in new)

@@ -44,6 +44,8 @@ from harness.protocols import Segments
 ENABLED = os.environ.get("ATTRIBOARD_ENCODE_MEMO", "1") != "0"
 #: words kept per tokenizer before the memo is cleared (bounds its memory)
 MAX_WORDS = 200_000
+#: inputs whose candidate layouts are kept per tokenizer (compose_kept_many)
+MAX_LAYOUTS = 4096
 
 _MEMOS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
@@ -60,6 +62,11 @@ class PieceMemo:
         self.disabled: str | None = None
         self.composed = 0
         self.tokenized = 0
+        self.version = 0
+        """Bumped whenever pieces or templates are added or cleared (the layouts below depend on them)."""
+        self._layouts: dict = {}
+        """segments -> their candidate tokens for :meth:`compose_kept_many` (valid for one ``version``)."""
+        self._layouts_version = 0
 
     # -- learning from a real tokenizer call -------------------------------------------------
     def learn(self, row_segments: Segments, ids: Sequence[int], types: Sequence[int], wids: Sequence[int | None],
@@ -92,6 +99,7 @@ class PieceMemo:
                     if len(self.pieces) >= MAX_WORDS:
                         self.pieces.clear()
                     self.pieces[key] = got
+                    self.version += 1
                 elif old != got:
                     return self._disable(f"word {word!r} tokenized two ways: {list(old)} and {list(got)}")
         if sum(1 for x in template if x[0] == "w") == n_seg:  # every segment has tokens: the full template
@@ -99,11 +107,13 @@ class PieceMemo:
             old = self.templates.get(n_seg)
             if old is None:
                 self.templates[n_seg] = tpl
+                self.version += 1
             elif old != tpl:
                 return self._disable(f"two templates for {n_seg}-segment inputs")
 
     def _disable(self, why: str) -> None:
         self.disabled = why
+        self.version += 1
         self.pieces.clear()
         self.templates.clear()
 
@@ -238,6 +248,55 @@ class PieceMemo:
         self.composed += n
         return ids, types, lens
 
+    def _layout(self, segments: Segments):
+        """``(tok, typ, word, variant, known_first, known_rest, segment_start)`` of one input, cached per
+        ``segments`` while the memo is unchanged: every candidate token of its rows in template
+        order (specials: variant -1; each word's first-of-segment pieces: variant 1, then its
+        other pieces: variant 0, where known), per word whether each variant is known, and per
+        word the index of its segment's first word.  None when the template is unknown."""
+        import numpy as np
+
+        lay = self._layouts.get(segments)
+        if lay is not None or segments in self._layouts:
+            return lay
+        tpl = self.templates.get(len(segments))
+        if tpl is None:
+            self._layouts[segments] = None
+            return None
+        get = self.pieces.get
+        n_words = sum(len(x) for x in segments)
+        known_first = np.zeros(n_words, dtype=bool)
+        known_rest = np.zeros(n_words, dtype=bool)
+        starts = [0]
+        for seg in segments[:-1]:
+            starts.append(starts[-1] + len(seg))
+        tok, typ, word, variant = [], [], [], []
+        for item in tpl:
+            if item[0] == "s":
+                tok.append(item[1])
+                typ.append(item[2])
+                word.append(0)
+                variant.append(-1)
+                continue
+            k, ty = item[1], item[2]
+            for j, w in enumerate(segments[k]):
+                g = starts[k] + j
+                for v, cls, known in ((1, 1 + k, known_first), (0, 0, known_rest)):
+                    p = get((w, cls))
+                    if p is None:
+                        continue
+                    known[g] = True
+                    tok += p
+                    typ += [ty] * len(p)
+                    word += [g] * len(p)
+                    variant += [v] * len(p)
+        lens = [len(x) for x in segments]
+        lay = (np.asarray(tok, dtype=np.int64), np.asarray(typ, dtype=np.int64), np.asarray(word, dtype=np.int64),
+               np.asarray(variant, dtype=np.int64), known_first, known_rest,
+               np.repeat(np.asarray(starts, dtype=np.int64), lens))
+        self._layouts[segments] = lay
+        return lay
+
     def compose_kept_many(self, items, max_length: int, pad_id: int, pad_type: int) -> list:
         """:meth:`compose_kept` of many inputs at once: ``items`` is a list of ``(segments, keeps)``;
         the result has one ``(ids, types, lengths)`` or None per item, exactly what
@@ -257,14 +316,22 @@ class PieceMemo:
         N, W = int(ns.sum()), max(Ws)
         if N == 0 or W == 0:
             return [self.compose_kept(s, k, max_length, pad_id, pad_type) for (s, _), k in zip(items, keeps)]
+        if self._layouts_version != self.version or len(self._layouts) > MAX_LAYOUTS:
+            self._layouts.clear()
+            self._layouts_version = self.version
+        layouts = [self._layout(segs) for segs, _ in items]
         row0 = np.concatenate([[0], np.cumsum(ns)])
         grp = np.repeat(np.arange(G), ns)
         K = np.zeros((N, W), dtype=bool)
         segstart = np.zeros((G, W), dtype=np.int64)  # each word's segment's first word (per input)
-        for g, ((segs, _), k) in enumerate(zip(items, keeps)):
+        known_first = np.zeros((G, W), dtype=bool)
+        known_rest = np.zeros((G, W), dtype=bool)
+        for g, (k, lay) in enumerate(zip(keeps, layouts)):
             K[row0[g]:row0[g + 1], :Ws[g]] = k
-            lens = [len(x) for x in segs]
-            segstart[g, :Ws[g]] = np.repeat(np.cumsum([0] + lens[:-1]), lens)
+            if lay is not None:
+                known_first[g, :Ws[g]] = lay[4]
+                known_rest[g, :Ws[g]] = lay[5]
+                segstart[g, :Ws[g]] = lay[6]
         before = np.cumsum(K, 1) - K  # kept words before each word (row-wide)
         first = K & (before == np.take_along_axis(before, segstart[grp], 1))  # no kept word before it in its segment
         has = ns > 0
@@ -273,56 +340,20 @@ class PieceMemo:
         if has.any():
             need_first[has] = np.logical_or.reduceat(first, row0[:-1][has], axis=0)
             need_rest[has] = np.logical_or.reduceat(K & ~first, row0[:-1][has], axis=0)
-        get = self.pieces.get
-        cands = []  # per input: (tok, typ, word, variant) lists, or None when a piece or the template is unknown
-        for g, (segs, _) in enumerate(items):
-            tpl = self.templates.get(len(segs))
-            if tpl is None or not ns[g]:
-                cands.append(None)
-                continue
-            tok, typ, word, variant = [], [], [], []
-            nf, nr = need_first[g].tolist(), need_rest[g].tolist()
-            a0 = [0]
-            for seg in segs[:-1]:
-                a0.append(a0[-1] + len(seg))
-            ok = True
-            for item in tpl:
-                if item[0] == "s":
-                    tok.append(item[1])
-                    typ.append(item[2])
-                    word.append(0)
-                    variant.append(-1)
-                    continue
-                k, ty = item[1], item[2]
-                for j, w in enumerate(segs[k]):
-                    gw = a0[k] + j
-                    for v, wanted, cls in ((1, nf[gw], 1 + k), (0, nr[gw], 0)):
-                        if not wanted:
-                            continue
-                        p = get((w, cls))
-                        if p is None:
-                            ok = False
-                            break
-                        tok += p
-                        typ += [ty] * len(p)
-                        word += [gw] * len(p)
-                        variant += [v] * len(p)
-                    if not ok:
-                        break
-                if not ok:
-                    break
-            cands.append((tok, typ, word, variant) if ok else None)
-        C = max((len(c[0]) for c in cands if c is not None), default=0)
+        # an input is composable when its template and every piece its rows need are known
+        ok = np.asarray([lay is not None for lay in layouts]) & (ns > 0)
+        ok &= ~((need_first & ~known_first) | (need_rest & ~known_rest)).any(1)
+        C = max((len(layouts[g][0]) for g in np.flatnonzero(ok).tolist()), default=0)
         if C == 0:
             return out
         TOK = np.full((G, C), pad_id, dtype=np.int64)
         TYP = np.full((G, C), pad_type, dtype=np.int64)
         WORD = np.zeros((G, C), dtype=np.int64)
-        VAR = np.full((G, C), -2, dtype=np.int64)  # -2: no candidate (padding, or an input that failed)
-        for g, c in enumerate(cands):
-            if c is not None:
-                m = len(c[0])
-                TOK[g, :m], TYP[g, :m], WORD[g, :m], VAR[g, :m] = c
+        VAR = np.full((G, C), -2, dtype=np.int64)  # -2: no candidate (padding, or an input left out)
+        for g in np.flatnonzero(ok).tolist():
+            tok, typ, word, variant = layouts[g][:4]
+            m = tok.size
+            TOK[g, :m], TYP[g, :m], WORD[g, :m], VAR[g, :m] = tok, typ, word, variant
         var = VAR[grp]
         wi = WORD[grp]
         sel = (var == -1) | ((var >= 0) & np.take_along_axis(K, wi, 1)
@@ -334,9 +365,8 @@ class PieceMemo:
             starts = row0[:-1][has]  # (strictly increasing: empty inputs left out)
             hi[has] = np.maximum.reduceat(lens, starts)
             lo[has] = np.minimum.reduceat(lens, starts)
-        known = np.asarray([c is not None for c in cands])
-        good = known & has & (lo > 0) & (hi <= max_length)
-        long_ = known & has & (hi > max_length)
+        good = ok & (lo > 0) & (hi <= max_length)
+        long_ = ok & (hi > max_length)
         sel &= good[grp][:, None]
         lens = np.where(good[grp], lens, 0)
         T = int(lens.max()) if N else 0
