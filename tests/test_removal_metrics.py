@@ -286,3 +286,29 @@ def test_removal_variant_registers_another_operator_default():
     m = get_metric("deletion_auc_test_mask")
     assert m.operator == "mask" and not m.higher_is_better and m.family == "faithfulness"
     assert get_metric("deletion_auc_test_mask", operator="unk").operator == "unk"
+
+
+def test_cached_curves_extended_by_other_bins_send_only_the_new_variants():
+    """A second call with other bins and another curve fraction reuses the cached curves: only
+    the variants not computed yet go to the model, and the curves equal a fresh computation."""
+    from harness.testing import TINY_PAIRS, TINY_SENTENCES, tiny_bundle
+
+    rm.clear_cache()
+    bundle = tiny_bundle(sensitive=True)
+    rng = np.random.default_rng(1)
+    for rows in (TINY_SENTENCES, TINY_PAIRS):
+        examples = [Example(f"x{i}", segs) for i, segs in enumerate(rows)]
+        maps = [rng.standard_normal(e.n_words) for e in examples]
+        inputs = MetricInputs(examples, maps, [None] * len(examples), model=bundle)
+        first = rm.removal_curves(inputs, "delete", bins=(0.1, 0.5), curve_fraction=0.2)
+        known = sum(len(c.removed) + len(c.kept) - 2 for c in first)  # (minus the two aliases each)
+        before = bundle.counter.forward
+        again = rm.removal_curves(inputs, "delete", bins=(0.1, 0.3, 0.5), curve_fraction=0.6)
+        sent = bundle.counter.forward - before
+        fresh = rm.removal_curves(inputs, "delete", bins=(0.1, 0.3, 0.5), curve_fraction=0.6, use_cache=False)
+        assert 0 < sent <= sum(len(c.removed) + len(c.kept) - 2 for c in fresh) - known
+        for a, f in zip(again, fresh):
+            assert a.target == f.target and a.removed.keys() == f.removed.keys() and a.kept.keys() == f.kept.keys()
+            for j in f.removed:
+                assert a.removed[j] == pytest.approx(f.removed[j], abs=1e-6)
+                assert a.kept[j] == pytest.approx(f.kept[j], abs=1e-6)
