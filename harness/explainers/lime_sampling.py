@@ -22,9 +22,9 @@ How removed words are removed (``replacement``):
 
 Speed: the distinct perturbations of *all* examples of the batch are filled in one masked-LM
 call (``mlm``) and the distinct resulting inputs go through the classifier in one batched
-call (sorted by length).  Each example's sampling uses its own
-``numpy.random.RandomState(example_seed(batch, i))``: deterministic and independent of the
-rest of the batch.
+call (sorted by length).  Each example's sampling draws the stream of
+``numpy.random.RandomState(example_seed(batch, i))`` (one RandomState re-seeded per example):
+deterministic and independent of the rest of the batch.
 """
 
 from __future__ import annotations
