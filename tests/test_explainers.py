@@ -320,7 +320,8 @@ def test_lime_sample_masks_draw_exactly_what_lime_text_draws(n_words):
 def test_unique_bool_rows_and_first_occurrences_equal_numpy_unique(shape):
     """The packed-row helpers give np.unique(axis=0)'s sorted rows and inverse, and the first
     occurrences in row order (as the np.unique + rank steps they replace)."""
-    from harness.explainers.common import first_occurrences, unique_bool_rows
+    from harness.explain_utils import first_occurrences
+    from harness.explainers.common import unique_bool_rows
 
     rng = np.random.default_rng(shape[0] * 1000 + shape[1])
     m = rng.random(shape) < 0.3 if shape[1] > 3 else rng.random(shape) < 0.5

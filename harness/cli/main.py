@@ -49,7 +49,6 @@ def cmd_run(args) -> int:
     from harness.sandbox import forkserver
 
     forkserver.warm(args.isolation, args.jobs, args.executor)  # before the heavy imports below
-    from harness.board import leaderboard
     from harness.engine.runner import RunConfig, run_grid
     from harness.core.registry import RegistryError
     from harness.core.submission import SubmissionError, check_unique_names, discover, resolve
@@ -144,6 +143,8 @@ def cmd_run(args) -> int:
     for e in summary.errors:
         log.warning("error: %s", e)
     if not args.no_leaderboard:
+        from harness.board import leaderboard  # (after the run: not on the way to the first cell)
+
         paths = leaderboard.build(Path(args.results_dir), Path(args.out_dir))
         log.info("leaderboard written: %s", ", ".join(str(p) for p in paths))
     if summary.errors or summary.task_failures:  # exit 1: the board is written, but not everything ran

@@ -29,24 +29,6 @@ def unique_bool_rows(masks) -> tuple[np.ndarray, np.ndarray]:
     return m[first], inverse.reshape(-1)
 
 
-def first_occurrences(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(chosen, text_of)`` of a C-contiguous 2-d array: the indices of its distinct rows' first
-    occurrences in row order, and for every row the position of its distinct row in ``chosen``
-    (rows compared by their bytes: exact equality)."""
-    a = np.ascontiguousarray(rows)
-    if a.ndim != 2:
-        raise ValueError(f"expected a 2-d array, got shape {a.shape}")
-    if a.shape[0] == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    if a.shape[1] == 0:
-        return np.zeros(1, dtype=np.int64), np.zeros(a.shape[0], dtype=np.int64)
-    v = a.view(np.dtype((np.void, a.shape[1] * a.itemsize))).reshape(-1)
-    _, first, inverse = np.unique(v, return_index=True, return_inverse=True)
-    rank = np.empty(len(first), dtype=np.int64)
-    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
-    return np.sort(first), rank[inverse.reshape(-1)]
-
-
 def length_order(inputs: Sequence[Segments]) -> list[int]:
     """Indices of ``inputs`` sorted by word count (stable): chunks then carry little padding."""
     return sorted(range(len(inputs)), key=lambda k: sum(len(s) for s in inputs[k]))

@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.explain_utils import example_seed
-from harness.explainers.common import first_occurrences, kept_proba_grouped, proba_by_length, unique_bool_rows
+from harness.explain_utils import example_seed, first_occurrences
+from harness.explainers.common import kept_proba_grouped, proba_by_length, unique_bool_rows
 from harness.protocols import Attributions, ExplainBatch
 
 REPLACEMENTS = ("delete", "mlm")

@@ -226,12 +226,12 @@ def kept_rows_grouped(bundle, groups: Sequence[tuple[Segments, np.ndarray]], ord
             types_all[a:z, :gt.shape[1]] = gt
         lens_all[a:z] = gl
     order = np.arange(n) if order is None else np.asarray(order, dtype=np.int64)
-    if order.shape != (n,):
-        raise ValueError(f"order has shape {order.shape}, there are {n} rows")
+    if order.shape != (n,) or (n and (order.min() < 0 or np.bincount(order, minlength=n).max() != 1)):
+        raise ValueError(f"order must be a permutation of the {n} rows, got shape {order.shape}")
     inverse = np.empty(n, dtype=np.int64)
     if dedup:
         # equal rows of one input (same tokens, types and length) are sent once: the first of them
-        from harness.explainers.common import first_occurrences
+        from harness.explain_utils import first_occurrences
 
         group_of = np.repeat(np.arange(len(items)), ns)
         key = np.concatenate([group_of[:, None], lens_all[:, None], ids_all]
