@@ -206,7 +206,7 @@ def removal_curves(inputs: MetricInputs, operator: str = "delete", bins: Sequenc
     for e, m in zip(inputs.examples, maps):
         if m.size == 0:
             raise ValueError(f"example {e.id} has no words")
-    key = (id(bundle), operator, _digest(segments, maps, targets))
+    key = (id(bundle), operator, _digest(segments, maps, targets)) if use_cache else None
     hit = _CACHE.get(key) if use_cache else None
     if hit is not None and hit[0]() is bundle:
         _CACHE.move_to_end(key)
@@ -251,8 +251,10 @@ def removal_curves(inputs: MetricInputs, operator: str = "delete", bins: Sequenc
         for v, (i, kind, j) in enumerate(todo):
             if kind == "removed" and j == 0:  # the full input: fixes the target class
                 curves[i].target = int(targets[i]) if targets else int(np.argmax(proba[v]))
-        for v, (i, kind, j) in enumerate(todo):
-            getattr(curves[i], kind)[j] = float(proba[v, curves[i].target])
+        rows = np.asarray([i for i, _, _ in todo])
+        values = proba[np.arange(len(todo)), np.asarray([c.target for c in curves])[rows]].tolist()
+        for (i, kind, j), p in zip(todo, values):
+            (curves[i].removed if kind == "removed" else curves[i].kept)[j] = p
     for c in curves:  # the aliases: removing all = keeping none, keeping all = removing none
         c.removed[c.n_words] = c.kept[0]
         c.kept[c.n_words] = c.removed[0]
