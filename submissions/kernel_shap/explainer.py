@@ -13,7 +13,7 @@ words, the estimator of the paper) so that every word is scored.
 
 How it runs:
 
-- ``l1_reg=False`` (the default): the steps of ``KernelExplainer.explain`` (shap 0.4x) done
+- ``l1_reg=False`` (the default): the steps of ``KernelExplainer.explain`` (shap 0.51, pinned) done
   here for all examples of the batch at once: the same coalitions drawn in the same order from
   the same random stream (the fully enumerated subset sizes, then ``choice`` of the remaining
   sizes and one ``permutation`` per sample, repeated coalitions adding weight), the same kernel
