@@ -200,18 +200,25 @@ def test_floor_ratio_by_examples(benchmark, method, n_examples):
 BY_EXAMPLES: dict[tuple, dict] = {}
 
 
+def _table(title: str, rows: dict, columns: list[tuple[str, str, str]]) -> None:
+    """Print ``rows`` (sorted by key) under ``title``; columns: (header, field, format spec)."""
+    print(f"\n{title}")
+    def head(h, f):
+        width = int("".join(ch for ch in f.split(".")[0] if ch.isdigit()))
+        return f"{h:>{width}}" if f.startswith(">") else f"{h:{width}}"
+
+    print(" ".join(head(h, f) for h, _, f in columns))
+    for k in sorted(rows):
+        print(" ".join(format(rows[k][field], f) for _, field, f in columns))
+
+
 def teardown_module(_module):
     if BY_EXAMPLES:
-        print("\nharness/floor ratio by number of examples (tiny-bert, 40 words)")
-        print(f"{'method':12} {'examples':>8} {'ratio':>7} {'rows':>7} {'calls':>6} {'harness s':>10}")
-        for k in sorted(BY_EXAMPLES):
-            r = BY_EXAMPLES[k]
-            print(f"{r['method']:12} {r['examples']:>8} {r['ratio']:>7.2f} {r['rows']:>7} {r['calls']:>6} "
-                  f"{r['harness_s']:>10.4f}")
+        _table("harness/floor ratio by number of examples (tiny-bert, 40 words)", BY_EXAMPLES,
+               [("method", "method", "12"), ("examples", "examples", ">8"), ("ratio", "ratio", ">7.2f"),
+                ("rows", "rows", ">7"), ("calls", "calls", ">6"), ("harness s", "harness_s", ">10.4f")])
     if TABLE:  # (printed once per collection of this module)
-        print("\nharness/floor ratio (median of interleaved rounds; memo = encode once)")
-        print(f"{'model':10} {'method':12} {'words':>5} {'ratio':>7} {'no memo':>8} {'rows':>7} {'calls':>6}")
-        for k in sorted(TABLE):
-            r = TABLE[k]
-            print(f"{r['model']:10} {r['method']:12} {r['words']:>5} {r['ratio']:>7.2f} {r['ratio_tokenize_all']:>8.2f} "
-                  f"{r['rows']:>7} {r['calls']:>6}")
+        _table("harness/floor ratio (median of interleaved rounds; memo = encode once)", TABLE,
+               [("model", "model", "10"), ("method", "method", "12"), ("words", "words", ">5"),
+                ("ratio", "ratio", ">7.2f"), ("no memo", "ratio_tokenize_all", ">8.2f"), ("rows", "rows", ">7"),
+                ("calls", "calls", ">6")])

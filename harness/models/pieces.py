@@ -175,9 +175,6 @@ class PieceMemo:
 
         if self.disabled:
             return None
-        tpl = self.templates.get(len(segments))
-        if tpl is None:
-            return None
         keeps = np.asarray(keeps, dtype=bool)
         n = keeps.shape[0]
         starts, a = [], 0
@@ -193,29 +190,12 @@ class PieceMemo:
             first[np.flatnonzero(hit), a + block.argmax(1)[hit]] = True
         need_first = first.any(0)
         need_rest = (keeps & ~first).any(0)
-        get = self.pieces.get
-        tok, typ, word, variant = [], [], [], []  # candidate tokens: variant 1 first, 0 rest, -1 special
-        for item in tpl:
-            if item[0] == "s":
-                tok.append(item[1])
-                typ.append(item[2])
-                word.append(0)
-                variant.append(-1)
-                continue
-            k, ty = item[1], item[2]
-            for j, w in enumerate(segments[k]):
-                g = starts[k] + j
-                for v, wanted, cls in ((1, need_first[g], 1 + k), (0, need_rest[g], 0)):
-                    if not wanted:
-                        continue
-                    p = get((w, cls))
-                    if p is None:
-                        return None
-                    tok += p
-                    typ += [ty] * len(p)
-                    word += [g] * len(p)
-                    variant += [v] * len(p)
-        word_a, variant_a = np.asarray(word, dtype=np.int64), np.asarray(variant, dtype=np.int64)
+        lay = self._current_layout(segments)
+        if lay is None:
+            return None
+        tok, typ, word_a, variant_a, known_first, known_rest = lay[:6]
+        if (need_first & ~known_first).any() or (need_rest & ~known_rest).any():
+            return None  # a piece some row needs is unknown
         special = variant_a < 0
         sel = np.broadcast_to(special, (n, len(tok))).copy()
         wi = np.flatnonzero(~special)
@@ -247,6 +227,13 @@ class PieceMemo:
         types[real] = np.broadcast_to(np.asarray(typ, dtype=np.int64), sel.shape)[sel]
         self.composed += n
         return ids, types, lens
+
+    def _current_layout(self, segments: Segments):
+        """:meth:`_layout`, the cache first emptied when the memo changed since it was filled."""
+        if self._layouts_version != self.version or len(self._layouts) > MAX_LAYOUTS:
+            self._layouts.clear()
+            self._layouts_version = self.version
+        return self._layout(segments)
 
     def _layout(self, segments: Segments):
         """``(tok, typ, word, variant, known_first, known_rest, segment_start)`` of one input, cached per
@@ -316,10 +303,7 @@ class PieceMemo:
         N, W = int(ns.sum()), max(Ws)
         if N == 0 or W == 0:
             return [self.compose_kept(s, k, max_length, pad_id, pad_type) for (s, _), k in zip(items, keeps)]
-        if self._layouts_version != self.version or len(self._layouts) > MAX_LAYOUTS:
-            self._layouts.clear()
-            self._layouts_version = self.version
-        layouts = [self._layout(segs) for segs, _ in items]
+        layouts = [self._current_layout(segs) for segs, _ in items]
         row0 = np.concatenate([[0], np.cumsum(ns)])
         grp = np.repeat(np.arange(G), ns)
         K = np.zeros((N, W), dtype=bool)
