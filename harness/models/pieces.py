@@ -287,79 +287,57 @@ class PieceMemo:
     def compose_kept_many(self, items, max_length: int, pad_id: int, pad_type: int) -> list:
         """:meth:`compose_kept` of many inputs at once: ``items`` is a list of ``(segments, keeps)``;
         the result has one ``(ids, types, lengths)`` or None per item, exactly what
-        :meth:`compose_kept` gives for it (views into :meth:`compose_kept_all`'s arrays)."""
-        import numpy as np
-
-        got = self.compose_kept_all(items, max_length, pad_id, pad_type)
-        if got is None:  # (nothing composed at once: inputs without words compose one by one)
-            return [self.compose_kept(segs, k, max_length, pad_id, pad_type) for segs, k in items]
-        ids, types, lens, row0, good, single = got
-        out: list = [None] * len(items)
-        for g in np.flatnonzero(good).tolist():
-            a, b = row0[g], row0[g + 1]
-            t = int(lens[a:b].max())
-            out[g] = (ids[a:b, :t], types[a:b, :t], lens[a:b])
-        for g, res in single.items():
-            out[g] = res
-        return out
-
-    def compose_kept_all(self, items, max_length: int, pad_id: int, pad_type: int):
-        """Every row of ``items`` (a list of ``(segments, keeps (n_g, words))``; rows numbered by
-        concatenating the items) composed at once: ``(ids, types, lengths, row0, good, single)``,
-        ``ids``/``types`` (N, T) padded, ``row0`` the items' first rows, ``good[g]`` whether
-        item g's rows are in the arrays, ``single`` {g: compose_kept result} for the items with a
-        row over ``max_length`` (the truncation policy, item by item); the rows of the other
-        items are padding (their template or a needed piece is unknown, a row would be empty).
-        None when nothing could be composed.
-
-        Only the layout lookups run per input: every input's candidate tokens (cached, see
-        :meth:`_layout`) are laid out side by side with numpy, and the selection of every row's
-        tokens is one set of array operations over all rows (short inputs: a call per input
-        would cost more than the model's time)."""
+        :meth:`compose_kept` gives for it.  Only the piece lookups run per input; the selection
+        of every row's tokens is one set of numpy operations over all rows (short inputs: the
+        per-call cost of :meth:`compose_kept` would exceed the model's time).  An input with a
+        row over ``max_length`` is handed to :meth:`compose_kept` (its truncation policy)."""
         import numpy as np
 
         G = len(items)
+        out: list = [None] * G
         if self.disabled or not G:
-            return None
+            return out
         keeps = [np.asarray(k, dtype=bool) for _, k in items]
         ns = np.asarray([k.shape[0] for k in keeps], dtype=np.int64)
-        Ws = np.asarray([k.shape[1] for k in keeps], dtype=np.int64)
-        N, W = int(ns.sum()), int(Ws.max())
+        Ws = [k.shape[1] for k in keeps]
+        N, W = int(ns.sum()), max(Ws)
         if N == 0 or W == 0:
-            return None
+            return [self.compose_kept(s, k, max_length, pad_id, pad_type) for (s, _), k in zip(items, keeps)]
         layouts = [self._current_layout(segs) for segs, _ in items]
         row0 = np.concatenate([[0], np.cumsum(ns)])
         grp = np.repeat(np.arange(G), ns)
-        K = _ragged_rows([k.ravel() for k in keeps], np.repeat(Ws, ns), W, False, bool)
-        known = [lay is not None for lay in layouts]
-        blank = np.zeros(0, dtype=np.int64)
-        per_word = [(lay[4], lay[5], lay[6]) if lay is not None else (blank.astype(bool), blank.astype(bool), blank)
-                    for lay in layouts]
-        widths = np.asarray([len(x[2]) for x in per_word], dtype=np.int64)
-        known_first = _ragged_rows([x[0] for x in per_word], widths, W, False, bool)
-        known_rest = _ragged_rows([x[1] for x in per_word], widths, W, False, bool)
-        segstart = _ragged_rows([x[2] for x in per_word], widths, W, 0, np.int64)  # each word's segment's first word
+        K = np.zeros((N, W), dtype=bool)
+        segstart = np.zeros((G, W), dtype=np.int64)  # each word's segment's first word (per input)
+        known_first = np.zeros((G, W), dtype=bool)
+        known_rest = np.zeros((G, W), dtype=bool)
+        for g, (k, lay) in enumerate(zip(keeps, layouts)):
+            K[row0[g]:row0[g + 1], :Ws[g]] = k
+            if lay is not None:
+                known_first[g, :Ws[g]] = lay[4]
+                known_rest[g, :Ws[g]] = lay[5]
+                segstart[g, :Ws[g]] = lay[6]
         before = np.cumsum(K, 1) - K  # kept words before each word (row-wide)
         first = K & (before == np.take_along_axis(before, segstart[grp], 1))  # no kept word before it in its segment
         has = ns > 0
-        starts = row0[:-1][has]  # (strictly increasing: empty inputs left out)
         need_first = np.zeros((G, W), dtype=bool)
         need_rest = np.zeros((G, W), dtype=bool)
         if has.any():
-            need_first[has] = np.logical_or.reduceat(first, starts, axis=0)
-            need_rest[has] = np.logical_or.reduceat(K & ~first, starts, axis=0)
+            need_first[has] = np.logical_or.reduceat(first, row0[:-1][has], axis=0)
+            need_rest[has] = np.logical_or.reduceat(K & ~first, row0[:-1][has], axis=0)
         # an input is composable when its template and every piece its rows need are known
-        ok = np.asarray(known) & has
+        ok = np.asarray([lay is not None for lay in layouts]) & (ns > 0)
         ok &= ~((need_first & ~known_first) | (need_rest & ~known_rest)).any(1)
-        cand = [layouts[g][:4] if ok[g] else (blank,) * 4 for g in range(G)]
-        clen = np.asarray([c[0].size for c in cand], dtype=np.int64)
-        C = int(clen.max())
+        C = max((len(layouts[g][0]) for g in np.flatnonzero(ok).tolist()), default=0)
         if C == 0:
-            return None
-        TOK = _ragged_rows([c[0] for c in cand], clen, C, pad_id, np.int64)
-        TYP = _ragged_rows([c[1] for c in cand], clen, C, pad_type, np.int64)
-        WORD = _ragged_rows([c[2] for c in cand], clen, C, 0, np.int64)
-        VAR = _ragged_rows([c[3] for c in cand], clen, C, -2, np.int64)  # -2: no candidate
+            return out
+        TOK = np.full((G, C), pad_id, dtype=np.int64)
+        TYP = np.full((G, C), pad_type, dtype=np.int64)
+        WORD = np.zeros((G, C), dtype=np.int64)
+        VAR = np.full((G, C), -2, dtype=np.int64)  # -2: no candidate (padding, or an input left out)
+        for g in np.flatnonzero(ok).tolist():
+            tok, typ, word, variant = layouts[g][:4]
+            m = tok.size
+            TOK[g, :m], TYP[g, :m], WORD[g, :m], VAR[g, :m] = tok, typ, word, variant
         var = VAR[grp]
         wi = WORD[grp]
         sel = (var == -1) | ((var >= 0) & np.take_along_axis(K, wi, 1)
@@ -368,24 +346,27 @@ class PieceMemo:
         lo = np.zeros(G, dtype=np.int64)
         hi = np.zeros(G, dtype=np.int64)
         if has.any():
+            starts = row0[:-1][has]  # (strictly increasing: empty inputs left out)
             hi[has] = np.maximum.reduceat(lens, starts)
             lo[has] = np.minimum.reduceat(lens, starts)
         good = ok & (lo > 0) & (hi <= max_length)
         long_ = ok & (hi > max_length)
         sel &= good[grp][:, None]
         lens = np.where(good[grp], lens, 0)
-        T = int(lens.max())
-        real = np.arange(T)[None, :] < lens[:, None]
-        ids = np.full((N, T), pad_id, dtype=np.int64)
-        ids[real] = TOK[grp][sel]
-        types = np.full((N, T), pad_type, dtype=np.int64)
-        types[real] = TYP[grp][sel]
-        self.composed += int(ns[good].sum())
-        single = {g: self.compose_kept(items[g][0], keeps[g], max_length, pad_id, pad_type)
-                  for g in np.flatnonzero(long_).tolist()}  # the truncation policy, input by input
-        if not good.any() and not any(v is not None for v in single.values()):
-            return None
-        return ids, types, lens, row0, good, single
+        T = int(lens.max()) if N else 0
+        if T:
+            real = np.arange(T)[None, :] < lens[:, None]
+            ids = np.full((N, T), pad_id, dtype=np.int64)
+            ids[real] = TOK[grp][sel]
+            types = np.full((N, T), pad_type, dtype=np.int64)
+            types[real] = TYP[grp][sel]
+            for g in np.flatnonzero(good).tolist():
+                a, b = row0[g], row0[g + 1]
+                out[g] = (ids[a:b, :hi[g]], types[a:b, :hi[g]], lens[a:b])
+                self.composed += int(b - a)
+        for g in np.flatnonzero(long_).tolist():  # the truncation policy, input by input
+            out[g] = self.compose_kept(items[g][0], keeps[g], max_length, pad_id, pad_type)
+        return out
 
     def missing_for_kept(self, segments: Segments, keeps) -> list:
         """Inputs whose tokenization would teach the pieces :meth:`compose_kept` lacks for these
@@ -407,21 +388,6 @@ class PieceMemo:
                         out.append(segments[:k] + (seg[j:],) + segments[k + 1:])
             a += len(seg)
         return out
-
-
-def _ragged_rows(arrays, lengths, width: int, fill, dtype):
-    """Rows of different lengths (``arrays[i]`` flattened holds rows of ``lengths``; or one row
-    each) as one (rows, width) array padded with ``fill``: one concatenation and one scatter."""
-    import numpy as np
-
-    lengths = np.asarray(lengths, dtype=np.int64)
-    out = np.full((lengths.size, width), fill, dtype=dtype)
-    flat = np.concatenate(arrays) if len(arrays) else np.zeros(0, dtype=dtype)
-    if flat.size:
-        rows = np.repeat(np.arange(lengths.size), lengths)
-        cols = np.arange(flat.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        out[rows, cols] = flat
-    return out
 
 
 def memo_for(tokenizer) -> PieceMemo | None:

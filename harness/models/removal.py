@@ -200,34 +200,29 @@ def kept_rows_grouped(bundle, groups: Sequence[tuple[Segments, np.ndarray]], ord
     ns = np.asarray([k.shape[0] for _, k in items], dtype=np.int64)
     n = int(ns.sum())
     offsets = np.concatenate([[0], np.cumsum(ns)]).astype(np.int64)
-    # every row composed in one pass into one padded array (so that a chunk is one gather); an
-    # input the memo cannot compose is learned from (one tokenizer call) and composed again, or tokenized
-    got = memo.compose_kept_all(items, bundle.max_length, pad_id, pad_type) if memo is not None else None
-    good = got[4] if got is not None else np.zeros(len(items), dtype=bool)
-    extra = {g: r for g, r in got[5].items() if r is not None} if got is not None else {}
+    many = (memo.compose_kept_many([it for it in items if len(it[1])], bundle.max_length, pad_id, pad_type)
+            if memo is not None else None)
+    composed = iter(many) if many is not None else None
+    built = []
     failed: set = set()
-    for g, (segs, k) in enumerate(items):
-        if len(k) and not good[g] and g not in extra:
-            extra[g] = _kept_group(bundle, memo, segs, k, failed)
-    width = max([got[0].shape[1] if got is not None else 0] + [r[0].shape[1] for r in extra.values()])
-    if got is not None and width == got[0].shape[1]:
-        ids_all, lens_all = got[0], got[2].copy()
-        types_all = got[1] if with_types else None
-    else:
-        ids_all = np.full((n, width), pad_id, dtype=np.int64)
-        types_all = np.full((n, width), pad_type, dtype=np.int64) if with_types else None
-        lens_all = np.zeros(n, dtype=np.int64)
-        if got is not None:
-            ids_all[:, :got[0].shape[1]] = got[0]
-            if with_types:
-                types_all[:, :got[1].shape[1]] = got[1]
-            lens_all[:] = got[2]
-    for g, (gi, gt, gl) in extra.items():
+    for segs, k in items:
+        if not len(k):
+            built.append(None)
+            continue
+        got = next(composed) if composed is not None else None
+        built.append(got if got is not None else _kept_group(bundle, memo, segs, k, failed))
+    # every row's tokens in one padded array, so that a chunk is one gather
+    width = max((b[0].shape[1] for b in built if b is not None), default=0)
+    ids_all = np.full((n, width), pad_id, dtype=np.int64)
+    types_all = np.full((n, width), pad_type, dtype=np.int64) if with_types else None
+    lens_all = np.zeros(n, dtype=np.int64)
+    for g, b in enumerate(built):
+        if b is None:
+            continue
+        gi, gt, gl = b
         a, z = offsets[g], offsets[g + 1]
-        ids_all[a:z] = pad_id
         ids_all[a:z, :gi.shape[1]] = gi
         if with_types:
-            types_all[a:z] = pad_type
             types_all[a:z, :gt.shape[1]] = gt
         lens_all[a:z] = gl
     order = np.arange(n) if order is None else np.asarray(order, dtype=np.int64)
