@@ -25,7 +25,8 @@ Inputs: sentences of 10 / 40 / 120 words from the tiny corpus, 16 examples (4 on
 
 ``extra_info`` per benchmark:
 
-- ``ratio`` (memo on, the default);
+- ``ratio`` (memo on, the default): median over interleaved rounds (5, or more for short methods: up to
+  60 rounds or about 1 s of harness time);
 - ``ratio_tokenize_all`` (``harness.models.pieces`` off: every perturbed input tokenized);
 - ``rows`` and ``calls`` sent;
 - ``harness_s`` and ``floor_s``.
@@ -50,6 +51,9 @@ from harness.protocols import Example, MetricInputs
 
 N_EXAMPLES = {"tiny-bert": 16, "minilm": 4}  # MiniLM: ~30 s per LOO pass of 16 x 40 words on one core
 ROUNDS = 5
+#: short measurements get more rounds (until about this many seconds of harness time, at most MAX_ROUNDS)
+MIN_SECONDS = 1.0
+MAX_ROUNDS = 60
 TABLE: dict[tuple, dict] = {}
 
 
@@ -141,7 +145,7 @@ def _measure(fn, bundle):
     finally:
         rec.close()
     harness, floor = [], []
-    for _ in range(ROUNDS):  # interleaved rounds
+    while len(harness) < ROUNDS or (sum(harness) < MIN_SECONDS and len(harness) < MAX_ROUNDS):  # interleaved
         t0 = time.perf_counter()
         fn()
         harness.append(time.perf_counter() - t0)
