@@ -61,3 +61,22 @@ def first_occurrences(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rank = np.empty(len(first), dtype=np.int64)
     rank[np.argsort(first, kind="stable")] = np.arange(len(first))
     return np.sort(first), rank[inverse.reshape(-1)]
+
+
+def legacy_permutations(random_state: np.random.RandomState, n: int, count: int) -> np.ndarray:
+    """(count, n): ``[random_state.permutation(n) for _ in range(count)]``, the same draws in the
+    same order (``permutation(n)`` shuffles ``arange(n)`` in place; here the rows of one
+    ``arange`` tile are shuffled in place, without an array built per call)."""
+    perms = np.tile(np.arange(n), (count, 1))
+    shuffle = random_state.shuffle
+    for row in perms:
+        shuffle(row)
+    return perms
+
+
+def first_of_permutations(perms: np.ndarray, sizes) -> np.ndarray:
+    """(count, n) boolean: row r flags ``perms[r, :sizes[r]]`` (the first ``sizes[r]`` elements of
+    each permutation: ``choice(range(n), size, replace=False)`` of a RandomState)."""
+    out = np.zeros(perms.shape, dtype=bool)
+    np.put_along_axis(out, perms, np.arange(perms.shape[1])[None, :] < np.asarray(sizes)[:, None], axis=1)
+    return out

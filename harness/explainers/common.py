@@ -45,44 +45,15 @@ def proba_by_length(model, inputs: Sequence[Segments]) -> np.ndarray:
     return proba
 
 
-def kept_proba_by_length(model, segments: Sequence[Segments], keeps: Sequence[np.ndarray],
-                         counts: Sequence[int] | None = None) -> np.ndarray:
-    """``proba_by_length(model, [keep_words(s, k) for s, k in zip(segments, keeps)])``: the same
-    order (by kept word count, ``counts`` when the caller has them), chunks and tensors, without
-    the word lists: each input's rows are composed from its word pieces
-    (:func:`harness.models.removal.kept_batches`).  Rows of one input should share its
-    ``segments`` object."""
-    import torch
-
-    from harness.explain_utils import keep_words
-    from harness.models.removal import composable, kept_batches
-
-    if not len(segments):
-        return np.zeros((0, model.num_labels))
-    if not composable(model):
-        return proba_by_length(model, [keep_words(s, k) for s, k in zip(segments, keeps)])
-    if counts is None:
-        counts = [int(np.count_nonzero(k)) for k in keeps]
-    order = np.argsort(np.asarray(counts), kind="stable")  # by word count, stable
-    out = []
-    with torch.inference_mode():
-        for ids, att, tt in kept_batches(model, [segments[k] for k in order], [keeps[k] for k in order]):
-            out.append(model.proba(ids, att, tt).cpu().numpy())
-    proba = np.empty((len(order), model.num_labels), dtype=np.float64)
-    proba[order] = np.concatenate(out, 0)
-    return proba
-
-
 def kept_proba_grouped(model, groups: Sequence[tuple[Segments, np.ndarray]],
                        counts: np.ndarray | None = None) -> np.ndarray:
-    """Class probabilities (N, C) of every row of ``groups`` = ``[(segments, keeps (n_g, words))]``
-    (rows numbered by concatenating the groups): :func:`kept_proba_by_length` of those rows, sent
-    in order of kept-word count (``counts`` when the caller has them), without a Python step per
-    row (:func:`harness.models.removal.kept_rows_grouped`)."""
-    import torch
-
+    """Class probabilities (N, C), float64, of every row of ``groups`` = ``[(segments, keeps
+    (n_g, words))]`` (rows numbered by concatenating the groups; row j of a group: the input with
+    only its flagged words), sent in order of kept-word count (``counts`` when the caller has
+    them, stable): built from each input's word pieces without a Python step per row
+    (:func:`harness.models.removal.kept_rows_grouped`); a stand-in model gets the word lists."""
     from harness.explain_utils import keep_words
-    from harness.models.removal import composable, kept_rows_grouped
+    from harness.models.removal import composable, kept_outputs_grouped, proba_forward
 
     keeps = [np.asarray(k, dtype=bool) for _, k in groups]
     if not sum(len(k) for k in keeps):
@@ -92,10 +63,8 @@ def kept_proba_grouped(model, groups: Sequence[tuple[Segments, np.ndarray]],
     if counts is None:
         counts = np.concatenate([k.sum(1) for k in keeps])
     order = np.argsort(np.asarray(counts), kind="stable")
-    inverse, batches = kept_rows_grouped(model, [(s, k) for (s, _), k in zip(groups, keeps)], order)
-    with torch.inference_mode():
-        out = [model.proba(ids, att, tt).cpu().numpy() for ids, att, tt in batches]
-    return np.concatenate(out, 0).astype(np.float64)[inverse]
+    return kept_outputs_grouped(model, [(s, k) for (s, _), k in zip(groups, keeps)], proba_forward(model),
+                                model.num_labels, order, dedup=False).astype(np.float64)
 
 
 def coalition_proba_fn(model, segments: Segments, target: int):
@@ -105,8 +74,7 @@ def coalition_proba_fn(model, segments: Segments, target: int):
     def f(masks):
         masks = np.atleast_2d(np.asarray(masks)) > 0.5
         uniq, inverse = unique_bool_rows(masks)
-        proba = kept_proba_by_length(model, [segments] * len(uniq), list(uniq))
-        return proba[inverse, target]
+        return kept_proba_grouped(model, [(segments, uniq)])[inverse, target]
 
     return f
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.explain_utils import example_seed, first_occurrences
+from harness.explain_utils import example_seed, first_occurrences, first_of_permutations, legacy_permutations
 from harness.explainers.common import kept_proba_grouped, proba_by_length, unique_bool_rows
 from harness.protocols import Attributions, ExplainBatch
 
@@ -49,19 +49,14 @@ def sample_masks(n_words: int, num_samples: int, random_state: np.random.RandomS
     replace=False)`` words set to 0.
 
     ``RandomState.choice(range(n), size, replace=False)`` is ``permutation(n)[:size]``, and
-    ``permutation(n)`` shuffles ``arange(n)`` in place: the rows of one ``arange`` tile are shuffled
-    in place here (the same draws in the same order; NEP 19 freezes RandomState's streams), and
-    the zeros are set for all rows at once."""
+    ``permutation(n)`` shuffles ``arange(n)`` in place: :func:`legacy_permutations` makes the same
+    draws in the same order (NEP 19 freezes RandomState's streams), and the zeros are set for all
+    rows at once."""
     data = np.ones((num_samples, n_words))
     if num_samples < 2:
         return data
     sizes = random_state.randint(1, n_words + 1, num_samples - 1)
-    perms = np.tile(np.arange(n_words), (num_samples - 1, 1))
-    shuffle = random_state.shuffle
-    for row in perms:
-        shuffle(row)
-    removed = np.arange(n_words)[None, :] < sizes[:, None]  # the first `size` words of each permutation
-    np.put_along_axis(data[1:], perms, np.where(removed, 0.0, 1.0), axis=1)
+    data[1:][first_of_permutations(legacy_permutations(random_state, n_words, num_samples - 1), sizes)] = 0.0
     return data
 
 
@@ -148,7 +143,7 @@ class LimeWords:
                              "(the runner attaches one; see harness.models.mlm)")
         B = len(batch)
         targets = batch.targets.cpu().numpy()
-        sampled = []  # per example: (random_state, data, distinct keep masks, row -> distinct mask)
+        sampled = []  # per example: (data, distinct keep masks, row -> distinct mask)
         rs = np.random.RandomState(0)  # re-seeded per example
         for i in range(B):
             n = batch.n_words(i)
@@ -158,7 +153,7 @@ class LimeWords:
             rs.seed(example_seed(batch, i))  # = RandomState(seed)'s stream; a new RandomState costs ~100 us
             data = sample_masks(n, self.num_samples, rs)
             uniq, inverse = unique_bool_rows(data.astype(bool))
-            sampled.append((rs, data, uniq, inverse))
+            sampled.append((data, uniq, inverse))
         if self.replacement == "delete":
             plans, proba = self._deleted_proba(model, batch, sampled)
         else:
@@ -169,8 +164,8 @@ class LimeWords:
             if plan is None:
                 scores.append(np.zeros(0))
                 continue
-            rs, data, idx = plan
-            scores.append(fit_surrogate(data, proba[idx], int(targets[i]), self.kernel_width, rs))
+            data, idx = plan
+            scores.append(fit_surrogate(data, proba[idx], int(targets[i]), self.kernel_width))
         return Attributions(level="word", scores=scores)
 
     @staticmethod
@@ -184,7 +179,7 @@ class LimeWords:
         for i, got in enumerate(sampled):
             if got is None:
                 continue
-            uniq = got[2]
+            uniq = got[1]
             segs = batch.segments[i]
             wid = np.fromiter((vocab.setdefault(w, len(vocab)) for seg in segs for w in seg), dtype=np.int64,
                               count=uniq.shape[1])
@@ -206,7 +201,7 @@ class LimeWords:
         # the chosen texts grouped by the example they come from (chosen is sorted, owners in example order)
         ex, loc = owner[chosen, 0], owner[chosen, 1]
         cuts = np.flatnonzero(np.diff(ex)) + 1
-        groups = [(batch.segments[int(e[0])], sampled[int(e[0])][2][lc])
+        groups = [(batch.segments[int(e[0])], sampled[int(e[0])][1][lc])
                   for e, lc in zip(np.split(ex, cuts), np.split(loc, cuts))]
         proba = kept_proba_grouped(model, groups, counts=key[chosen, :key.shape[1] - width].sum(1))
         plans, at = [], 0
@@ -214,8 +209,8 @@ class LimeWords:
             if got is None:
                 plans.append(None)
                 continue
-            rs, data, uniq, inv = got
-            plans.append((rs, data, text_of[at:at + len(uniq)][inv]))
+            data, uniq, inv = got
+            plans.append((data, text_of[at:at + len(uniq)][inv]))
             at += len(uniq)
         return plans, proba
 
@@ -228,7 +223,7 @@ class LimeWords:
             if got is None:
                 plans.append(None)
                 continue
-            rs, data, uniq, inverse = got
+            data, uniq, inverse = got
             ids = np.empty(len(uniq), dtype=np.int64)
             for u, keep in enumerate(uniq):
                 key = (batch.segments[i], keep.tobytes())
@@ -237,7 +232,7 @@ class LimeWords:
                     idx = distinct[key] = len(perturbations)
                     perturbations.append((i, keep))
                 ids[u] = idx
-            plans.append((rs, data, ids[inverse]))
+            plans.append((data, ids[inverse]))
         inputs = self._perturbed_inputs(model, batch, perturbations)
         text_index: dict = {}
         rows = np.empty(len(inputs), dtype=np.int64)
@@ -249,7 +244,7 @@ class LimeWords:
                 texts.append(segs)
             rows[k] = j
         proba = proba_by_length(model, texts) if texts else np.zeros((0, model.num_labels))
-        plans = [None if p is None else (p[0], p[1], rows[p[2]]) for p in plans]
+        plans = [None if p is None else (p[0], rows[p[1]]) for p in plans]
         return plans, proba
 
     @staticmethod

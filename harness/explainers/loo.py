@@ -22,7 +22,7 @@ import numpy as np
 
 from harness.explainers.common import log_odds, removed_logits_by_length, target_proba
 from harness.protocols import Attributions, ExplainBatch
-from harness.models.removal import OPERATORS, check_operator, composable, kept_outputs_grouped
+from harness.models.removal import OPERATORS, check_operator, composable, kept_outputs_grouped, logits_forward
 
 SPACES = ("prob", "log_odds")
 
@@ -55,9 +55,8 @@ class LeaveOneOut:
             groups = [(batch.segments[i], ~np.vstack([np.zeros((1, n), dtype=bool), np.eye(n, dtype=bool)]))
                       for i, (_, n) in enumerate(spans)]
             lengths = np.concatenate([np.full(n + 1, n) for _, n in spans])
-            logits = kept_outputs_grouped(
-                model, groups, lambda ids, mask, types, emb: model.logits(ids, mask, types).double().cpu().numpy(),
-                model.num_labels, np.argsort(lengths, kind="stable"))
+            logits = kept_outputs_grouped(model, groups, logits_forward(model), model.num_labels,
+                                          np.argsort(lengths, kind="stable"))
         else:
             segments, removes = [], []
             for i, (_, n) in enumerate(spans):

@@ -57,7 +57,7 @@ import numpy as np
 
 from harness.metrics.base import register_metric
 from harness.protocols import MetricInputs, Segments
-from harness.models.removal import check_operator, composable, kept_outputs_grouped, removed_proba
+from harness.models.removal import check_operator, composable, kept_outputs_grouped, proba_forward, removed_proba
 
 DEFAULT_BINS: tuple[float, ...] = (0.01, 0.05, 0.10, 0.20, 0.50)
 """AOPC bins of paper 004 sec. 3.5 (and TASKS.md T3)."""
@@ -237,8 +237,7 @@ def removal_curves(inputs: MetricInputs, operator: str = "delete", bins: Sequenc
         bs = batch_size or auto_batch_size(bundle, max(length))
         if operator == "delete" and composable(bundle):
             order = np.argsort(np.asarray(length), kind="stable")
-            proba = kept_outputs_grouped(bundle, [(sg, ~m) for sg, m in groups],
-                                         lambda ids, mask, types, emb: bundle.proba(ids, mask, types).cpu().numpy(),
+            proba = kept_outputs_grouped(bundle, [(sg, ~m) for sg, m in groups], proba_forward(bundle),
                                          bundle.num_labels, order, bs).astype(np.float64)
         else:
             var_segments = [sg for sg, m in groups for _ in range(len(m))]

@@ -325,7 +325,7 @@ class PieceMemo:
             need_first[has] = np.logical_or.reduceat(first, row0[:-1][has], axis=0)
             need_rest[has] = np.logical_or.reduceat(K & ~first, row0[:-1][has], axis=0)
         # an input is composable when its template and every piece its rows need are known
-        ok = np.asarray([lay is not None for lay in layouts]) & (ns > 0)
+        ok = np.asarray([lay is not None for lay in layouts]) & has
         ok &= ~((need_first & ~known_first) | (need_rest & ~known_rest)).any(1)
         C = max((len(layouts[g][0]) for g in np.flatnonzero(ok).tolist()), default=0)
         if C == 0:
@@ -353,7 +353,7 @@ class PieceMemo:
         long_ = ok & (hi > max_length)
         sel &= good[grp][:, None]
         lens = np.where(good[grp], lens, 0)
-        T = int(lens.max()) if N else 0
+        T = int(lens.max())
         if T:
             real = np.arange(T)[None, :] < lens[:, None]
             ids = np.full((N, T), pad_id, dtype=np.int64)

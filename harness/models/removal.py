@@ -262,14 +262,28 @@ def kept_outputs_grouped(bundle, groups: Sequence[tuple[Segments, np.ndarray]], 
                          dedup: bool = True) -> np.ndarray:
     """``forward(ids, mask, types, None)``'s outputs (N, width) for every row of ``groups`` (see
     :func:`kept_rows_grouped`), in row order; rows sent in ``order``, equal rows of one input once."""
+    return _outputs(*kept_rows_grouped(bundle, groups, order, batch_size, dedup), forward, width)
+
+
+def _outputs(inverse, batches, forward, width: int) -> np.ndarray:
+    """``forward`` over the chunks (no grad), the results in row order (``inverse``)."""
     import torch
 
-    inverse, batches = kept_rows_grouped(bundle, groups, order, batch_size, dedup)
     with torch.inference_mode():
         out = [forward(ids, att, tt, None) for ids, att, tt in batches]
     if not out:
         return np.zeros((0, width))
     return np.concatenate(out, 0)[inverse]
+
+
+def proba_forward(bundle):
+    """``forward(ids, mask, types, emb)`` -> class probabilities as numpy (for the output helpers)."""
+    return lambda ids, mask, types, emb: bundle.proba(ids, mask, types, inputs_embeds=emb).cpu().numpy()
+
+
+def logits_forward(bundle):
+    """``forward(ids, mask, types, emb)`` -> float64 logits as numpy (for the output helpers)."""
+    return lambda ids, mask, types, emb: bundle.logits(ids, mask, types, inputs_embeds=emb).double().cpu().numpy()
 
 
 def composable(bundle) -> bool:
@@ -284,14 +298,7 @@ def composable(bundle) -> bool:
 def _kept_outputs(bundle, segments, removes, batch_size, forward, width: int) -> np.ndarray:
     """``forward``'s outputs (N, width) for the rows with the ``removes`` words deleted, in row
     order; rows of one input that encode to the same tokens go to the model once."""
-    import torch
-
-    inverse, batches = kept_rows(bundle, segments, [~r for r in removes], batch_size, dedup=True)
-    with torch.inference_mode():
-        out = [forward(ids, att, tt, None) for ids, att, tt in batches]
-    if not out:
-        return np.zeros((0, width))
-    return np.concatenate(out, 0)[inverse]
+    return _outputs(*kept_rows(bundle, segments, [~r for r in removes], batch_size, dedup=True), forward, width)
 
 
 def removed_proba(bundle, segments: Sequence[Segments], removes: Sequence[np.ndarray], operator: str,
@@ -304,16 +311,11 @@ def removed_proba(bundle, segments: Sequence[Segments], removes: Sequence[np.nda
     if operator == "delete" and not composable(bundle):
         return bundle.proba_of_segments([keep_words(s, ~r) for s, r in zip(segments, removes)], batch_size)
     if operator == "delete":
-        return _kept_outputs(bundle, segments, removes, batch_size,
-                             lambda ids, mask, types, emb: bundle.proba(ids, mask, types).cpu().numpy(),
+        return _kept_outputs(bundle, segments, removes, batch_size, proba_forward(bundle),
                              bundle.num_labels).astype(np.float64)
     if operator == "mlm":
         return bundle.proba_of_segments(mlm_fill(bundle, segments, removes), batch_size)
-
-    def forward(ids, mask, types, emb):
-        return bundle.proba(ids, mask, types, inputs_embeds=emb).cpu().numpy()
-
-    out = _in_place_outputs(bundle, segments, removes, operator, batch_size, forward)
+    out = _in_place_outputs(bundle, segments, removes, operator, batch_size, proba_forward(bundle))
     return np.concatenate(out, 0).astype(np.float64) if out else np.zeros((0, bundle.num_labels))
 
 
@@ -326,10 +328,7 @@ def removed_logits(bundle, segments: Sequence[Segments], removes: Sequence[np.nd
     classifier is confident.
     """
     removes = _checked_removes(segments, removes, operator)
-
-    def forward(ids, mask, types, emb):
-        return bundle.logits(ids, mask, types, inputs_embeds=emb).double().cpu().numpy()
-
+    forward = logits_forward(bundle)
     if operator == "delete" and composable(bundle):
         return _kept_outputs(bundle, segments, removes, batch_size, forward, bundle.num_labels)
     if operator in ("delete", "mlm"):

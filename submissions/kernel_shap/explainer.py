@@ -39,7 +39,7 @@ import logging
 
 import numpy as np
 
-from harness.explain_utils import example_seed
+from harness.explain_utils import example_seed, first_of_permutations, legacy_permutations
 from harness.explainers.common import coalition_proba_fn, kept_proba_grouped, unique_bool_rows
 from harness.protocols import Attributions, ExplainBatch
 
@@ -99,24 +99,16 @@ def kernel_shap_samples(M: int, nsamples: int, rs: np.random.RandomState) -> tup
         used: dict[bytes, int] = {}
         src: list[int] = []  # per random sample: its drawn row, or -1 - row for that row's complement
         drawn = []  # the permutations' rows as 0/1 masks, chunk by chunk
-        base = np.arange(M, dtype=np.int64)
-        shuffle = rs.shuffle
         pos = 0
         keys: list[bytes] = []
         while samples_left > 0 and pos < len(ind_set):
             if pos == len(keys):
-                # the next permutations, consecutive in the stream (one shuffle of arange(M) each =
-                # permutation(M)); drawing more than the loop uses is harmless (rs is this
-                # example's own stream, discarded afterwards)
+                # the next permutation(M)s, consecutive in the stream; drawing more than the loop
+                # uses is harmless (rs is re-seeded for the next example)
                 k = min(len(ind_set) - pos, max(16, samples_left))
-                perms = np.tile(base, (k, 1))
-                for row in perms:
-                    shuffle(row)
-                sizes = ind_set[pos:pos + k] + num_full + 1
-                rows = np.zeros((k, M))
-                np.put_along_axis(rows, perms, (base[None, :] < sizes[:, None]).astype(np.float64), axis=1)
-                drawn.append(rows)
-                keys += [r.tobytes() for r in np.packbits(rows > 0.5, axis=1)]
+                present = first_of_permutations(legacy_permutations(rs, M, k), ind_set[pos:pos + k] + num_full + 1)
+                drawn.append(present.astype(np.float64))
+                keys += [r.tobytes() for r in np.packbits(present, axis=1)]
             size = int(ind_set[pos]) + num_full + 1
             key = keys[pos]
             pos += 1
